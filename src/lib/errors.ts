@@ -1,0 +1,57 @@
+/**
+ * The error catalogue (CONVENTIONS.md §3, after undici): one class per failure, each with a
+ * stable `code` that callers and the API switch on, a `name`, and an optional `cause`.
+ * Codecs do not throw; these are for the layers above them. Add new failures here, never
+ * ad-hoc `new Error()` in src/.
+ */
+export class ShoalError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A configuration value or argument that cannot be used. */
+export class InvalidArgumentError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** A bounded table, queue or buffer is full and refused the new entry. */
+export class CapacityError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CAPACITY', message, options);
+  }
+}
+
+/** An operation on something already closed or destroyed. */
+export class ClosedError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CLOSED', message, options);
+  }
+}
+
+/** The VTEP could not open or use its UDP socket. */
+export class VtepSocketError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VTEP_SOCKET', message, options);
+  }
+}
+
+/** No neighbour answered ARP for an address within the retry budget. */
+export class HostUnreachableError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_HOST_UNREACHABLE', message, options);
+  }
+}
+
+/** A request (ping, probe, connect) got no answer in time. */
+export class TimeoutError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_TIMEOUT', message, options);
+  }
+}
