@@ -97,6 +97,18 @@ export class Vtep {
     };
   }
 
+  /**
+   * Attaches the receiver that `make` builds around the VNI's link: the usual way to put an
+   * interface on a network, since the interface needs its link to exist and the VTEP needs
+   * the interface to deliver to. Throws as attach() does.
+   */
+  attachWith<R extends FrameReceiver>(vni: number, make: (link: LinkEndpoint) => R): R {
+    const slot: { receiver?: R } = {};
+    const link = this.attach(vni, { receiveFrame: (frame) => slot.receiver?.receiveFrame(frame) });
+    slot.receiver = make(link);
+    return slot.receiver;
+  }
+
   detach(vni: number): void {
     if (this.#receivers.delete(vni)) this.#logger.info({ vni }, 'vni detached');
   }

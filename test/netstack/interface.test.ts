@@ -16,9 +16,7 @@ const IP = (last: number): number => (0x644000 << 8) | last; // 100.64.0.<last>
 function node(net: MemoryDatagramNetwork, clock: ManualClock, last: number) {
   const underlay = { address: `198.18.2.${last}`, port: 4789 };
   const vtep = new Vtep({ socket: net.open(underlay), fdb: new ForwardingTable() });
-  let iface: OverlayInterface | undefined;
-  const link = vtep.attach(VNI, { receiveFrame: (f) => iface!.receiveFrame(f) });
-  iface = new OverlayInterface({ address: IP(last), prefixLen: 24, link, clock });
+  const iface = vtep.attachWith(VNI, (link) => new OverlayInterface({ address: IP(last), prefixLen: 24, link, clock }));
   return { vtep, iface, underlay };
 }
 
