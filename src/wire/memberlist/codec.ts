@@ -253,7 +253,8 @@ function writeAlive(w: MsgpackWriter, a: Alive): void {
   w.str('Vsn').bytes(a.vsn);
 }
 
-function readPushPullHeader(r: MsgpackReader): PushPullHeader {
+/** Reads a pushPullHeader struct (spec §7.6). Raises MsgpackFailure on bad or missing bytes. */
+export function readPushPullHeader(r: MsgpackReader): PushPullHeader {
   let nodes = 0;
   let userStateLen = 0;
   let join = false;
@@ -274,7 +275,8 @@ function writePushPullHeader(w: MsgpackWriter, h: PushPullHeader): void {
   w.str('UserStateLen').uint(h.userStateLen);
 }
 
-function readPushNodeState(r: MsgpackReader): PushNodeState {
+/** Reads one pushNodeState struct (spec §7.6). Raises MsgpackFailure on bad or missing bytes. */
+export function readPushNodeState(r: MsgpackReader): PushNodeState {
   let name = '';
   let addr: Uint8Array = new Uint8Array(0);
   let port = 0;
