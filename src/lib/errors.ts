@@ -55,3 +55,17 @@ export class TimeoutError extends ShoalError {
     super('ERR_TIMEOUT', message, options);
   }
 }
+
+/** A gossip peer's stream was malformed, spoke incompatible protocol versions, or answered with an error. */
+export class GossipProtocolError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_GOSSIP_PROTOCOL', message, options);
+  }
+}
+
+/** Joining a gossip cluster failed: no seed answered a push/pull. */
+export class GossipJoinError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_GOSSIP_JOIN', message, options);
+  }
+}
