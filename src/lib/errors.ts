@@ -69,3 +69,27 @@ export class GossipJoinError extends ShoalError {
     super('ERR_GOSSIP_JOIN', message, options);
   }
 }
+
+/**
+ * TCP connection failures carry Node's own codes (not ERR_*), so code written for net.Socket,
+ * http and stream.pipeline treats a userspace connection's errors exactly like a kernel one's.
+ */
+export class ConnectionRefusedError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ECONNREFUSED', message, options);
+  }
+}
+
+/** The peer reset the connection (RST), RFC 9293 §3.10.7.4. */
+export class ConnectionResetError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ECONNRESET', message, options);
+  }
+}
+
+/** Retransmissions (or keepalive probes) went unanswered until the connection gave up. */
+export class ConnectionTimedOutError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ETIMEDOUT', message, options);
+  }
+}
