@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/**
+ * The `shoal` command. `shoal agent` runs the agent of this host in this process; every other
+ * verb is a client of an agent's API on its unix socket.
+ */
+import os from 'node:os';
+import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
+import { Agent } from '../agent/agent.js';
+import { parseCidr, parseFdbEntry, parsePeer, parseUdpEndpoint } from '../agent/overlay-node.js';
+import { startApiServer } from '../api/server.js';
+import { createLogger } from '../lib/logger.js';
+import { apiRequest, defaultApiSocket } from './api-client.js';
+
+const DEFAULT_DATA_PATH_PORT = 4789;
+const DEFAULT_VNI = 4096;
+
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function wrap<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (error) {
+      throw new CommanderArgumentError(error instanceof Error ? error.message : String(error));
+    }
+  };
+}
+
+const program = new Command('shoal').description('Docker Swarm mode with a userspace data plane').showHelpAfterError();
+
+program
+  .command('agent')
+  .description('run the agent of this host')
+  .option('--node-name <name>', 'name of this node', os.hostname())
+  .requiredOption('--advertise-addr <ip>', 'underlay address other hosts reach this one at')
+  .option('--listen-addr <ip>', 'underlay address to bind (default: the advertise address)')
+  .option('--data-path-port <port>', 'UDP port of the VXLAN data path', wrap(Number), DEFAULT_DATA_PATH_PORT)
+  .requiredOption('--overlay-addr <cidr>', "this host's address on the overlay, e.g. 100.64.0.2/24", wrap(parseCidr))
+  .option('--vni <vni>', 'VXLAN network identifier of the overlay', wrap(Number), DEFAULT_VNI)
+  .option('--peer <overlay@underlay[:port]>', 'a host on the overlay (repeatable)', collect, [])
+  .option('--fdb <mac@underlay[:port]>', 'a forwarding entry for a non-shoal VTEP (repeatable)', collect, [])
+  .option('--flood <underlay[:port]>', 'a VTEP that receives broadcast frames (repeatable)', collect, [])
+  .option('--api-socket <path>', 'unix socket of the API (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>.sock)')
+  .action(async (opts: Record<string, unknown>) => {
+    const logger = createLogger('shoal-agent');
+    const advertise = String(opts['advertiseAddr']);
+    const port = Number(opts['dataPathPort']);
+    const listen = parseUdpEndpoint(`${String(opts['listenAddr'] ?? advertise)}:${port}`, port);
+    const { address, prefixLen } = opts['overlayAddr'] as ReturnType<typeof parseCidr>;
+    const agent = await Agent.start(
+      {
+        nodeName: String(opts['nodeName']),
+        overlay: {
+          underlay: listen,
+          vni: Number(opts['vni']),
+          address,
+          prefixLen,
+          peers: (opts['peer'] as string[]).map((p) => parsePeer(p, DEFAULT_DATA_PATH_PORT)),
+          fdb: (opts['fdb'] as string[]).map((f) => parseFdbEntry(f, DEFAULT_DATA_PATH_PORT)),
+          flood: (opts['flood'] as string[]).map((f) => parseUdpEndpoint(f, DEFAULT_DATA_PATH_PORT)),
+        },
+      },
+      logger,
+    );
+    const socketPath = typeof opts['apiSocket'] === 'string' ? opts['apiSocket'] : defaultApiSocket(advertise);
+    const api = await startApiServer(agent, socketPath);
+    logger.info({ socket: socketPath, vtep: agent.vtepAddress() }, 'api listening');
+    // One line on stdout when ready, for scripts and tests that start agents.
+    process.stdout.write(`${JSON.stringify({ ready: true, node: agent.config.nodeName, api: socketPath, vtep: agent.vtepAddress() })}\n`);
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'stopping');
+      void Promise.all([api.close(), agent.close()]).finally(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('ping')
+  .description("ping an overlay address from an agent's interface, like ping(8)")
+  .argument('<address>', 'overlay IPv4 address')
+  .option('-c, --count <n>', 'echo requests to send', wrap(Number), 5)
+  .option('-i, --interval <seconds>', 'seconds between requests', wrap(Number), 1)
+  .option('-W, --timeout <seconds>', 'seconds to wait for each reply', wrap(Number), 1)
+  .requiredOption('--api-socket <path>', 'unix socket of the agent to ping from')
+  .action(async (address: string, opts: { count: number; interval: number; timeout: number; apiSocket: string }) => {
+    const body = { address, count: opts.count, intervalMs: opts.interval * 1000, timeoutMs: opts.timeout * 1000 };
+    const { status, json } = await apiRequest(opts.apiSocket, 'POST', '/shoal/overlay/ping', body);
+    if (status !== 200) {
+      process.stderr.write(`Error response from agent: ${String((json as { message?: unknown }).message)}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const replies = (json as { replies: ({ seqNo: number; ttl: number; bytes: number; rttMs: number } | { seqNo: number; error: string })[] }).replies;
+    process.stdout.write(`PING ${address} from ${opts.apiSocket}\n`);
+    for (const r of replies) {
+      process.stdout.write('error' in r ? `seq=${r.seqNo} ${r.error}\n` : `${r.bytes + 8} bytes from ${address}: icmp_seq=${r.seqNo} ttl=${r.ttl} time=${r.rttMs.toFixed(3)} ms\n`);
+    }
+    const received = replies.filter((r) => !('error' in r)).length;
+    process.stdout.write(`--- ${address} ping statistics ---\n${replies.length} packets transmitted, ${received} received, ${Math.round((100 * (replies.length - received)) / replies.length)}% packet loss\n`);
+    if (received === 0) process.exitCode = 1;
+  });
+
+program
+  .command('metrics')
+  .description("print an agent's counters (Prometheus text format)")
+  .requiredOption('--api-socket <path>', 'unix socket of the agent')
+  .action(async (opts: { apiSocket: string }) => {
+    const { status, text } = await apiRequest(opts.apiSocket, 'GET', '/metrics');
+    process.stdout.write(text);
+    if (status !== 200) process.exitCode = 1;
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  process.stderr.write(`shoal: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
