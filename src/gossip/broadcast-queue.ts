@@ -79,9 +79,10 @@ export class BroadcastQueue {
   /**
    * Takes messages for one packet: at most `limit` bytes counting `overhead` per message
    * (ML queue.go:288-380). Each one taken counts a transmission; one that reaches the limit
-   * leaves the queue and its `finished` runs. Returns the messages in the order chosen.
+   * leaves the queue and its `finished` runs. Returns the messages in the order chosen, at most
+   * `maxMessages` of them (a compound holds at most 127 parts, spec §3).
    */
-  getBroadcasts(overhead: number, limit: number): Uint8Array[] {
+  getBroadcasts(overhead: number, limit: number, maxMessages = Infinity): Uint8Array[] {
     if (this.#entries.length === 0) return [];
     const transmitLimit = retransmitLimit(this.#retransmitMult, this.#numNodes());
     const ordered = [...this.#entries].sort(compareEntries);
@@ -89,6 +90,7 @@ export class BroadcastQueue {
     let used = 0;
     const done: Entry[] = [];
     for (const entry of ordered) {
+      if (out.length >= maxMessages) break;
       const free = limit - used - overhead;
       if (free <= 0) break;
       if (entry.b.message.length > free) continue;

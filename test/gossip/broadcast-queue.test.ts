@@ -53,6 +53,13 @@ describe('BroadcastQueue (ML queue.go TransmitLimitedQueue)', () => {
     expect(q.getBroadcasts(2, 2)).toEqual([]);
   });
 
+  it('takes at most maxMessages', () => {
+    const q = new BroadcastQueue({ retransmitMult: 4, numNodes: () => 10 });
+    for (let i = 1; i <= 5; i++) q.queue({ message: msg(i, 1) });
+    expect(tags(q.getBroadcasts(2, 1400, 2))).toEqual([5, 4]);
+    expect(tags(q.getBroadcasts(2, 1400, 2))).toEqual([3, 2]);
+  });
+
   it('a named broadcast invalidates the queued one of the same name', () => {
     const q = new BroadcastQueue({ retransmitMult: 4, numNodes: () => 10 });
     const done: string[] = [];
