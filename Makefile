@@ -27,11 +27,13 @@ depcheck: install
 test: build lint typecheck depcheck
 	npx vitest run
 
+# A local multi-node run on 127.0.0.x; see README for what it shows at this stage.
 demo: build
 	node dist/cli/demo.js
 
+# Benchmarks side by side with native peers (native-bench/); `make bench ONLY=tcp` runs a subset.
 bench: build
-	node native-bench/run.js
+	node --import tsx native-bench/run.ts $(ONLY)
 
 clean:
 	rm -rf dist node_modules .bench-out
