@@ -93,3 +93,10 @@ export class ConnectionTimedOutError extends ShoalError {
     super('ETIMEDOUT', message, options);
   }
 }
+
+/** The gossip transport could not bind or use its UDP/TCP port. */
+export class GossipSocketError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_GOSSIP_SOCKET', message, options);
+  }
+}
