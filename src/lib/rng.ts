@@ -25,7 +25,22 @@ function splitmix32(seed: number): () => number {
   };
 }
 
-export class SeededRng implements Rng {
+/** float() and int() from u32(), shared by both generators. */
+abstract class Uint32Rng implements Rng {
+  abstract u32(): number;
+  abstract fill(out: Uint8Array): Uint8Array;
+
+  float(): number {
+    return this.u32() / 0x1_0000_0000;
+  }
+
+  int(n: number): number {
+    if (!Number.isInteger(n) || n <= 0) throw new RangeError(`Rng.int needs a positive integer, got ${n}`);
+    return Math.floor(this.float() * n);
+  }
+}
+
+export class SeededRng extends Uint32Rng {
   #s0: number;
   #s1: number;
   #s2: number;
@@ -33,6 +48,7 @@ export class SeededRng implements Rng {
   readonly seed: number;
 
   constructor(seed: number) {
+    super();
     this.seed = seed >>> 0;
     const sm = splitmix32(this.seed);
     this.#s0 = sm();
@@ -56,15 +72,6 @@ export class SeededRng implements Rng {
     return result;
   }
 
-  float(): number {
-    return this.u32() / 0x1_0000_0000;
-  }
-
-  int(n: number): number {
-    if (!Number.isInteger(n) || n <= 0) throw new RangeError(`Rng.int needs a positive integer, got ${n}`);
-    return Math.floor(this.float() * n);
-  }
-
   fill(out: Uint8Array): Uint8Array {
     for (let i = 0; i < out.length; i += 4) {
       const v = this.u32();
@@ -84,18 +91,9 @@ function rotl(x: number, k: number): number {
 }
 
 /** Randomness from the OS for production: crypto.getRandomValues behind the same interface. */
-export class CryptoRng implements Rng {
+export class CryptoRng extends Uint32Rng {
   u32(): number {
     return crypto.getRandomValues(new Uint32Array(1))[0]!;
-  }
-
-  float(): number {
-    return this.u32() / 0x1_0000_0000;
-  }
-
-  int(n: number): number {
-    if (!Number.isInteger(n) || n <= 0) throw new RangeError(`Rng.int needs a positive integer, got ${n}`);
-    return Math.floor(this.float() * n);
   }
 
   fill(out: Uint8Array): Uint8Array {
