@@ -100,3 +100,17 @@ export class GossipSocketError extends ShoalError {
     super('ERR_GOSSIP_SOCKET', message, options);
   }
 }
+
+/** The routing mesh found no healthy endpoint for a service (Envoy's `upstream_cx_none_healthy`). */
+export class MeshNoHealthyUpstreamError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_MESH_NO_HEALTHY_UPSTREAM', message, options);
+  }
+}
+
+/** A catalog file (compose/*.yaml) that cannot be used: the message names the field and the fix. */
+export class CatalogError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CATALOG_INVALID', message, options);
+  }
+}
