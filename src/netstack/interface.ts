@@ -116,9 +116,15 @@ const COUNTERS = [
   'icmp_rx_echo_requests',
   'icmp_rx_echo_replies',
   'icmp_rx_unmatched_replies',
+  'icmp_rx_errors',
   'icmp_tx_echo_requests',
   'icmp_tx_echo_replies',
+  'icmp_tx_errors',
+  'icmp_tx_errors_rate_limited',
 ] as const;
+
+/** ICMP errors sent per second at most (Linux's icmp_ratelimit allows about one per ms per peer; one interface needs far fewer). */
+export const ICMP_ERRORS_PER_SECOND = 100;
 export type InterfaceCounter = (typeof COUNTERS)[number];
 
 interface Resolution {
@@ -156,6 +162,8 @@ export class OverlayInterface {
   /** Echo identifier of this interface's pings (RFC 792: "an identifier … to aid in matching"). */
   readonly #echoIdent: number;
   #ipIdent = 0;
+  #icmpErrorWindowStart = -Infinity;
+  #icmpErrorsInWindow = 0;
 
   constructor(options: InterfaceOptions) {
     if (!Number.isInteger(options.prefixLen) || options.prefixLen < 0 || options.prefixLen > 32) {
@@ -245,6 +253,33 @@ export class OverlayInterface {
       this.counters.inc('icmp_tx_echo_requests');
       this.sendIpv4(dst, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + dataLen);
     });
+  }
+
+  /**
+   * Reports an undeliverable datagram to its sender with an ICMP error (RFC 1122 §3.2.2: type 3
+   * destination unreachable, code 3 port unreachable from UDP) quoting the IP header and the
+   * first 8 bytes of the payload (RFC 792). At most `ICMP_ERRORS_PER_SECOND` go out, so a flood
+   * of junk cannot turn the interface into an amplifier (RFC 1812 §4.3.2.8).
+   */
+  sendIcmpError(original: Ipv4Repr, payload: Uint8Array, type: number, code: number): void {
+    const now = this.#clock.now();
+    if (now - this.#icmpErrorWindowStart >= 1000) {
+      this.#icmpErrorWindowStart = now;
+      this.#icmpErrorsInWindow = 0;
+    }
+    if (this.#icmpErrorsInWindow >= ICMP_ERRORS_PER_SECOND) {
+      this.counters.inc('icmp_tx_errors_rate_limited');
+      return;
+    }
+    this.#icmpErrorsInWindow++;
+    const quoted = Math.min(8, payload.length);
+    const { buf, offset } = this.allocPacket(ICMP_HEADER_LEN + IPV4_HEADER_LEN + quoted);
+    const quoteOffset = offset + ICMP_HEADER_LEN;
+    emitIpv4(original, buf, quoteOffset);
+    buf.set(payload.subarray(0, quoted), quoteOffset + IPV4_HEADER_LEN);
+    emitIcmp({ kind: 'other', type, code, rest: 0 }, buf, offset, IPV4_HEADER_LEN + quoted);
+    this.counters.inc('icmp_tx_errors');
+    this.sendIpv4(original.src, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + IPV4_HEADER_LEN + quoted);
   }
 
   /** Adds a permanent neighbour, as the endpoint table will for every overlay address it knows. */
@@ -364,7 +399,11 @@ export class OverlayInterface {
       ping.timer.cancel();
       ping.resolve({ from: ip.src, seqNo: repr.seqNo, ttl: ip.ttl, bytes: payload.length, rttMs: this.#clock.now() - ping.sentAt });
     }
-    // Other ICMP messages (unreachable, time exceeded) are for the transport layers later.
+    else {
+      // Unreachable and time exceeded are counted; the transports do not act on them yet
+      // (RFC 1122 §4.2.3.9 lets TCP treat most as soft errors anyway).
+      this.counters.inc('icmp_rx_errors');
+    }
   }
 
   #sendArp(repr: ArpRepr, dstMac: MacAddress): void {
