@@ -102,6 +102,15 @@ export interface MemberlistConfig {
   readonly maxQueuedBroadcasts: number;
   /** Concurrent incoming push/pulls served at most (`maxPushPullRequests`, ML net.go:76). */
   readonly maxConcurrentPushPulls: number;
+  /**
+   * How often to try a push/pull with one failed member (0 = never). memberlist alone never
+   * talks to a dead node again, so a healed partition would stay split; serf adds this loop
+   * (`ReconnectInterval`, SERF serf/serf.go reconnect(), spec §13) and shoal, which runs no serf,
+   * does the same.
+   */
+  readonly reconnectIntervalMs: number;
+  /** How long a failed member is remembered for reconnects (serf's `ReconnectTimeout`, 24 h). */
+  readonly reconnectTimeoutMs: number;
 }
 
 /** memberlist's DefaultLANConfig (ML config.go:273-308; spec §13). */
@@ -128,6 +137,8 @@ export const LAN_CONFIG: MemberlistConfig = {
   maxNodes: 16_384,
   maxQueuedBroadcasts: 4096,
   maxConcurrentPushPulls: 128,
+  reconnectIntervalMs: 30_000,
+  reconnectTimeoutMs: 24 * 3600_000,
 };
 
 /** Hooks into the embedding application (memberlist's Delegate, EventDelegate, ConflictDelegate, PingDelegate). */
@@ -231,6 +242,8 @@ export class Memberlist {
   /** The application's broadcasts, stored framed as `[8][payload]`. */
   readonly #userBroadcasts: BroadcastQueue;
   readonly #ackHandlers = new Map<number, AckHandler>();
+  /** Failed (not left) members to retry, kept past reaping; insertion order = failure order. */
+  readonly #failed = new Map<string, { readonly address: GossipAddress; readonly at: number }>();
   readonly #timers = new Set<Timer>();
   readonly #streams = new Set<Stream>();
   #seqNo = 0;
@@ -279,7 +292,11 @@ export class Memberlist {
       hooks: {
         broadcast: (node, message, finished) =>
           this.#broadcasts.queue({ message: encodeMessage(message), name: node, ...(finished && { finished }) }),
-        emit: (event) => this.#delegate.notifyEvent?.(event),
+        emit: (event) => {
+          this.#trackFailed(event);
+          this.#delegate.notifyEvent?.(event);
+        },
+        refuted: () => this.counters.inc('gossip_refutations'),
         conflict: (existing, other) => {
           this.counters.inc('gossip_address_conflicts');
           this.#delegate.notifyConflict?.(existing, other);
@@ -499,6 +516,7 @@ export class Memberlist {
       };
       this.#after(this.#rng.float() * c.pushPullIntervalMs, tick);
     }
+    if (c.reconnectIntervalMs > 0) this.#every(c.reconnectIntervalMs, () => this.#reconnect());
   }
 
   #every(intervalMs: number, fn: () => void): void {
@@ -700,6 +718,31 @@ export class Memberlist {
     if (!node) return;
     this.#pushPullNode({ host: node.host, port: node.port }, false, (error) => {
       if (error) this.#log.warn({ node: node.name, err: error.message }, 'Push/pull failed');
+    });
+  }
+
+  #trackFailed(e: MemberEvent): void {
+    if (e.member.name === this.name) return;
+    if (e.type === 'dead') {
+      this.#failed.delete(e.member.name);
+      this.#failed.set(e.member.name, { address: e.member.address, at: this.#clock.now() });
+      if (this.#failed.size > this.config.maxNodes) this.#failed.delete(this.#failed.keys().next().value!);
+    } else if (e.type === 'join' || e.type === 'alive' || e.type === 'leave') {
+      this.#failed.delete(e.member.name);
+    }
+  }
+
+  /** A push/pull with one random failed member, forgetting those failed too long ago. */
+  #reconnect(): void {
+    const now = this.#clock.now();
+    for (const [name, f] of this.#failed) if (now - f.at > this.config.reconnectTimeoutMs) this.#failed.delete(name);
+    if (this.#failed.size === 0) return;
+    const names = [...this.#failed.keys()];
+    const name = names[this.#rng.int(names.length)]!;
+    const f = this.#failed.get(name)!;
+    this.#log.debug({ node: name }, 'Attempting reconnect');
+    this.#pushPullNode(f.address, false, (error) => {
+      if (error) this.#log.debug({ node: name, err: error.message }, 'Reconnect failed');
     });
   }
 

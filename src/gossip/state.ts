@@ -85,6 +85,8 @@ export interface StateHooks {
   conflict?(existing: Member, other: Member): void;
   /** A row was refused because the table is full. */
   tableFull?(name: string): void;
+  /** We refuted a claim about ourselves. */
+  refuted?(accusedIncarnation: number): void;
 }
 
 export interface StateOptions {
@@ -381,6 +383,7 @@ export class MembershipState {
     }
     me.incarnation = inc;
     this.#awareness.applyDelta(1);
+    this.#hooks.refuted?.(accusedInc);
     this.#hooks.broadcast(me.name, {
       type: 'alive',
       body: { incarnation: inc, node: me.name, addr: me.addr, port: me.port, meta: me.meta, vsn: Uint8Array.from(me.vsn) },

@@ -9,6 +9,7 @@ describe('Memberlist basics', () => {
     expect(t).toBeDefined();
     for (const n of sim.nodes) expect(n.ml.members().map((m) => m.name).sort()).toEqual(['n0', 'n1', 'n2']);
     sim.shutdown();
+    sim.clock.advance(1000);
     expect(sim.clock.pendingTimers).toBe(0);
   });
 });
