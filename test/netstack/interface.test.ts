@@ -122,9 +122,9 @@ describe('OverlayInterface', () => {
       writeIpv4(buf, ip + 16, IP(4)); // someone else's address
       fixIpChecksum(buf, ip);
     });
-    send((buf, ip) => (buf[ip + 12] ^= 0xff)); // corrupt source: bad checksum
-    send((buf, ip) => (buf[ip - ETHERNET_HEADER_LEN + 5] ^= 1)); // another MAC
-    send((buf, ip) => (buf[ip + IPV4_HEADER_LEN + 3] ^= 1)); // bad ICMP checksum
+    send((buf, ip) => flip(buf, ip + 12, 0xff)); // corrupt source: bad checksum
+    send((buf, ip) => flip(buf, ip - ETHERNET_HEADER_LEN + 5, 1)); // another MAC
+    send((buf, ip) => flip(buf, ip + IPV4_HEADER_LEN + 3, 1)); // bad ICMP checksum
     clock.advance(10);
     expect(b.iface.counters.snapshot()).toMatchObject({
       icmp_rx_echo_requests: 1,
@@ -152,4 +152,8 @@ function fixIpChecksum(buf: Uint8Array, ip: number): void {
   const c = internetChecksum(buf.subarray(ip, ip + IPV4_HEADER_LEN));
   buf[ip + 10] = c >>> 8;
   buf[ip + 11] = c & 0xff;
+}
+
+function flip(buf: Uint8Array, at: number, mask: number): void {
+  buf[at] = buf[at]! ^ mask;
 }
