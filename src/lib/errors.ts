@@ -114,3 +114,56 @@ export class CatalogError extends ShoalError {
     super('ERR_CATALOG_INVALID', message, options);
   }
 }
+
+/**
+ * Cluster control-plane failures (issue 7). Each maps to the HTTP status dockerd gives the
+ * swarmkit gRPC code of the same name (spec docker-api-swarm.md §2.3).
+ */
+/** The object (node, service, task…) does not exist: NotFound, 404. */
+export class NotFoundError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_NOT_FOUND', message, options);
+  }
+}
+
+/** The request conflicts with the current state and cannot apply to it: FailedPrecondition, 400. */
+export class FailedPreconditionError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_FAILED_PRECONDITION', message, options);
+  }
+}
+
+/** This node cannot serve the request in its current role (not a manager, not in a swarm): Unavailable, 503. */
+export class UnavailableError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_UNAVAILABLE', message, options);
+  }
+}
+
+/** The caller presented no valid node certificate or join token: Unauthenticated, 401. */
+export class UnauthenticatedError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_UNAUTHENTICATED', message, options);
+  }
+}
+
+/** The caller's certificate is valid but its role may not make this call: PermissionDenied, 403. */
+export class PermissionDeniedError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PERMISSION_DENIED', message, options);
+  }
+}
+
+/** A write carried a stale object version (`?version=`): swarmkit's "update out of sequence", 500 as dockerd answers it. */
+export class OutOfSequenceError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_OUT_OF_SEQUENCE', message, options);
+  }
+}
+
+/** The cluster store could not read or durably write its files. */
+export class StoreError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORE', message, options);
+  }
+}
