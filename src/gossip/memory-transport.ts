@@ -50,6 +50,8 @@ export class MemoryNetwork {
   readonly #nodes = new Map<string, MemoryTransport>();
   /** Address key → partition group; addresses in no group form the implicit group -1. */
   #groups: Map<string, number> | undefined;
+  /** Cut links, as "keyA|keyB" both ways; the value says whether only UDP is cut. */
+  readonly #cuts = new Map<string, { udpOnly: boolean }>();
   lossRate: number;
   duplicateRate: number;
   minDelayMs: number;
@@ -94,13 +96,27 @@ export class MemoryNetwork {
     this.#groups = map;
   }
 
-  /** Removes any partition. */
+  /** Removes any partition and every cut link. */
   heal(): void {
     this.#groups = undefined;
+    this.#cuts.clear();
   }
 
-  /** True when `a` and `b` are on the same side of the current partition. */
-  reachable(a: GossipAddress, b: GossipAddress): boolean {
+  /**
+   * Cuts the link between `a` and `b` both ways, leaving every other path up: what indirect
+   * probes exist for. With `udpOnly`, TCP still passes (a firewall that drops UDP: what the TCP
+   * ping fallback exists for).
+   */
+  cut(a: GossipAddress, b: GossipAddress, options: { udpOnly?: boolean } = {}): void {
+    const v = { udpOnly: options.udpOnly ?? false };
+    this.#cuts.set(`${addressKey(a)}|${addressKey(b)}`, v);
+    this.#cuts.set(`${addressKey(b)}|${addressKey(a)}`, v);
+  }
+
+  /** True when `a` and `b` can exchange datagrams (or, with `tcp`, stream bytes). */
+  reachable(a: GossipAddress, b: GossipAddress, tcp = false): boolean {
+    const cut = this.#cuts.get(`${addressKey(a)}|${addressKey(b)}`);
+    if (cut && !(tcp && cut.udpOnly)) return false;
     if (!this.#groups) return true;
     return (this.#groups.get(addressKey(a)) ?? -1) === (this.#groups.get(addressKey(b)) ?? -1);
   }
@@ -188,7 +204,7 @@ export class MemoryTransport implements Transport {
     // The SYN travels one delay; the server side exists from then on.
     net.clock.setTimer(net.delay(), () => {
       if (client.isClosed) return;
-      if (!net.reachable(this.localAddress, to)) return; // SYN lost: the caller's deadline ends it
+      if (!net.reachable(this.localAddress, to, true)) return; // SYN lost: the caller's deadline ends it
       const server = net.lookup(to);
       if (!server || server.closed) {
         net.clock.setTimer(net.delay(), () => client.fail(new HostUnreachableError(`Connection refused: ${addressKey(to)}`)));
@@ -335,7 +351,7 @@ export class MemoryStream implements Stream {
     const attempt = (): void => {
       if (peer.#closed) return;
       // Bytes across a partition stall (TCP retransmits) until the link heals or a deadline ends it.
-      if (!net.reachable(from, to)) {
+      if (!net.reachable(from, to, true)) {
         net.clock.setTimer(50, attempt);
         return;
       }
