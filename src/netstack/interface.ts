@@ -157,6 +157,9 @@ export class OverlayInterface {
   readonly #arp: ArpOptions;
   readonly #logger: Logger;
   readonly #handlers = new Map<number, ProtocolHandler>();
+  /** Every address this interface answers for → its MAC: the primary, plus the overlay addresses of local tasks. */
+  readonly #addresses = new Map<Ipv4Address, MacAddress>();
+  readonly #macs = new Set<MacAddress>();
   readonly #resolving = new Map<Ipv4Address, Resolution>();
   readonly #pings = new Map<string, PendingPing>();
   /** Echo identifier of this interface's pings (RFC 792: "an identifier … to aid in matching"). */
@@ -181,6 +184,34 @@ export class OverlayInterface {
     this.#logger = options.logger ?? silentLogger;
     this.neighbors = new NeighborCache({ maxEntries: this.#arp.maxEntries, ttlMs: this.#arp.entryTtlMs });
     this.#echoIdent = options.address & 0xffff;
+    this.#addresses.set(this.address, this.mac);
+    this.#macs.add(this.mac);
+  }
+
+  /**
+   * Makes the interface answer for one more overlay address (ARP, IPv4, ICMP echo) with that
+   * address's own 02:42 MAC, as a task's address does: the agent terminates the overlay TCP of
+   * every local task and relays it to the task process. Throws InvalidArgumentError for an
+   * address outside the subnet.
+   */
+  addAddress(ip: Ipv4Address): void {
+    if (!inSubnet(ip, this.address, this.prefixLen)) throw new InvalidArgumentError(`${formatIpv4Address(ip)} is outside ${formatIpv4Address(this.address)}/${this.prefixLen}`);
+    const mac = macForIpv4(ip);
+    this.#addresses.set(ip, mac);
+    this.#macs.add(mac);
+  }
+
+  /** Stops answering for `ip`; the primary address cannot be removed. */
+  removeAddress(ip: Ipv4Address): void {
+    if (ip === this.address) return;
+    const mac = this.#addresses.get(ip);
+    if (mac === undefined) return;
+    this.#addresses.delete(ip);
+    this.#macs.delete(mac);
+  }
+
+  hasAddress(ip: Ipv4Address): boolean {
+    return this.#addresses.has(ip);
   }
 
   /** Registers the receiver of one IP protocol (TCP, UDP); replaces any earlier one. */
@@ -210,11 +241,14 @@ export class OverlayInterface {
   /**
    * Sends the payload at `buf[offset, offset + payloadLen)` to `dst` as one IPv4 packet with
    * DF set (the overlay never fragments). `buf` must come from allocPacket (or have as much
-   * headroom); its ownership passes to the interface. Packets that cannot go (no route, too
-   * big, neighbour unresolved) are dropped and counted: IP is best effort.
+   * headroom); its ownership passes to the interface. `src` is one of the interface's
+   * addresses (the primary by default). Packets that cannot go (no route, too big, neighbour
+   * unresolved) are dropped and counted: IP is best effort.
    */
-  sendIpv4(dst: Ipv4Address, protocol: number, buf: Uint8Array, offset: number, payloadLen: number): void {
-    if (!inSubnet(dst, this.address, this.prefixLen) || dst === this.address) {
+  sendIpv4(dst: Ipv4Address, protocol: number, buf: Uint8Array, offset: number, payloadLen: number, src: Ipv4Address = this.address): void {
+    const srcMac = this.#addresses.get(src);
+    if (srcMac === undefined) throw new InvalidArgumentError(`${formatIpv4Address(src)} is not an address of this interface`);
+    if (!inSubnet(dst, this.address, this.prefixLen) || this.#addresses.has(dst)) {
       this.counters.inc('iface_tx_dropped_no_route');
       return;
     }
@@ -226,8 +260,8 @@ export class OverlayInterface {
     const frameOffset = ipOffset - ETHERNET_HEADER_LEN;
     if (frameOffset < this.#link.headroom) throw new InvalidArgumentError('Packet buffer lacks headroom: use allocPacket');
     this.#ipIdent = (this.#ipIdent + 1) & 0xffff;
-    emitIpv4({ src: this.address, dst, protocol, ttl: this.#ttl, payloadLen, ident: this.#ipIdent, dontFragment: true, tos: 0 }, buf, ipOffset);
-    this.#sendFrame(dst, EtherType.Ipv4, buf, frameOffset, ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + payloadLen);
+    emitIpv4({ src, dst, protocol, ttl: this.#ttl, payloadLen, ident: this.#ipIdent, dontFragment: true, tos: 0 }, buf, ipOffset);
+    this.#sendFrame(dst, srcMac, EtherType.Ipv4, buf, frameOffset, ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + payloadLen);
   }
 
   /**
@@ -279,7 +313,7 @@ export class OverlayInterface {
     buf.set(payload.subarray(0, quoted), quoteOffset + IPV4_HEADER_LEN);
     emitIcmp({ kind: 'other', type, code, rest: 0 }, buf, offset, IPV4_HEADER_LEN + quoted);
     this.counters.inc('icmp_tx_errors');
-    this.sendIpv4(original.src, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + IPV4_HEADER_LEN + quoted);
+    this.sendIpv4(original.src, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + IPV4_HEADER_LEN + quoted, this.#addresses.has(original.dst) ? original.dst : this.address);
   }
 
   /** Adds a permanent neighbour, as the endpoint table will for every overlay address it knows. */
@@ -310,7 +344,7 @@ export class OverlayInterface {
       return;
     }
     const { dst, etherType } = eth.value.repr;
-    if (dst !== this.mac && dst !== MAC_BROADCAST) {
+    if (dst !== MAC_BROADCAST && !this.#macs.has(dst)) {
       this.counters.inc('iface_rx_dropped_not_for_us');
       return;
     }
@@ -336,14 +370,15 @@ export class OverlayInterface {
     const now = this.#clock.now();
     // RFC 826 "Packet Reception": update an existing entry for the sender whoever the target;
     // add one only when we are the target.
-    const forUs = arp.targetIp === this.address;
+    const targetMac = this.#addresses.get(arp.targetIp);
+    const forUs = targetMac !== undefined;
     if (arp.senderIp !== 0 && (forUs || this.neighbors.has(arp.senderIp) || this.#resolving.has(arp.senderIp))) {
       this.neighbors.learn(arp.senderIp, arp.senderMac, now);
       this.#flushResolution(arp.senderIp, arp.senderMac);
     }
     if (arp.operation === ArpOperation.Request) {
       this.counters.inc('arp_rx_requests');
-      if (forUs) this.#sendArp({ operation: ArpOperation.Reply, senderMac: this.mac, senderIp: this.address, targetMac: arp.senderMac, targetIp: arp.senderIp }, arp.senderMac);
+      if (forUs) this.#sendArp({ operation: ArpOperation.Reply, senderMac: targetMac, senderIp: arp.targetIp, targetMac: arp.senderMac, targetIp: arp.senderIp }, arp.senderMac);
     } else {
       this.counters.inc('arp_rx_replies');
     }
@@ -356,7 +391,7 @@ export class OverlayInterface {
       return;
     }
     const { repr, payload } = parsed.value;
-    if (repr.dst !== this.address) {
+    if (!this.#addresses.has(repr.dst)) {
       this.counters.inc('iface_rx_dropped_not_for_us');
       return;
     }
@@ -386,7 +421,7 @@ export class OverlayInterface {
       buf.set(payload, offset + ICMP_HEADER_LEN);
       emitIcmp({ kind: 'echo-reply', ident: repr.ident, seqNo: repr.seqNo }, buf, offset, payload.length);
       this.counters.inc('icmp_tx_echo_replies');
-      this.sendIpv4(ip.src, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + payload.length);
+      this.sendIpv4(ip.src, IpProtocol.Icmp, buf, offset, ICMP_HEADER_LEN + payload.length, ip.dst);
     } else if (repr.kind === 'echo-reply') {
       this.counters.inc('icmp_rx_echo_replies');
       const key = `${ip.src}/${repr.seqNo}`;
@@ -410,15 +445,15 @@ export class OverlayInterface {
     const frameOffset = this.#link.headroom;
     const buf = new Uint8Array(frameOffset + ETHERNET_HEADER_LEN + ARP_PACKET_LEN);
     emitArp(repr, buf, frameOffset + ETHERNET_HEADER_LEN);
-    emitEthernet({ dst: dstMac, src: this.mac, etherType: EtherType.Arp }, buf, frameOffset);
+    emitEthernet({ dst: dstMac, src: repr.senderMac, etherType: EtherType.Arp }, buf, frameOffset);
     this.counters.inc(repr.operation === ArpOperation.Request ? 'arp_tx_requests' : 'arp_tx_replies');
     this.counters.inc('iface_tx_frames');
     this.#link.transmitFrame(buf, frameOffset, ETHERNET_HEADER_LEN + ARP_PACKET_LEN);
   }
 
   /** Sends a frame to the neighbour `nextHop`, resolving its MAC by ARP first when needed. */
-  #sendFrame(nextHop: Ipv4Address, etherType: number, buf: Uint8Array, frameOffset: number, length: number): void {
-    emitEthernet({ dst: MAC_ZERO, src: this.mac, etherType }, buf, frameOffset);
+  #sendFrame(nextHop: Ipv4Address, srcMac: MacAddress, etherType: number, buf: Uint8Array, frameOffset: number, length: number): void {
+    emitEthernet({ dst: MAC_ZERO, src: srcMac, etherType }, buf, frameOffset);
     const mac = this.neighbors.lookup(nextHop, this.#clock.now());
     if (mac !== undefined) {
       writeMac(buf, frameOffset, mac);

@@ -157,3 +157,26 @@ function fixIpChecksum(buf: Uint8Array, ip: number): void {
 function flip(buf: Uint8Array, at: number, mask: number): void {
   buf[at] = buf[at]! ^ mask;
 }
+
+describe('OverlayInterface with task addresses', () => {
+  it('answers ARP and pings for every address it holds, each with its own 02:42 MAC', async () => {
+    const { clock, a, b } = pair();
+    b.iface.addAddress(IP(30)); // a task on b
+    const reply = a.iface.ping(IP(30), { seqNo: 1 });
+    clock.advance(10);
+    await expect(reply).resolves.toMatchObject({ from: IP(30), seqNo: 1 });
+    expect(a.iface.neighbors.lookup(IP(30), clock.now())).toBe(macForIpv4(IP(30)));
+    b.iface.removeAddress(IP(30));
+    a.iface.neighbors.delete(IP(30));
+    const gone = a.iface.ping(IP(30), { seqNo: 2, timeoutMs: 10_000 }).catch((e: unknown) => e);
+    clock.advance(5_000);
+    expect(await gone).toMatchObject({ code: 'ERR_HOST_UNREACHABLE' });
+  });
+
+  it('refuses addresses outside its subnet and sending from an address it does not hold', () => {
+    const { a } = pair();
+    expect(() => a.iface.addAddress(0x64400105)).toThrow(/outside/);
+    const { buf, offset } = a.iface.allocPacket(8);
+    expect(() => a.iface.sendIpv4(IP(3), IpProtocol.Udp, buf, offset, 8, IP(77))).toThrow(/not an address/);
+  });
+});
