@@ -167,3 +167,10 @@ export class StoreError extends ShoalError {
     super('ERR_STORE', message, options);
   }
 }
+
+/** The embedded DNS server could not bind or use its UDP or TCP socket (port 53 needs privilege, say). */
+export class DnsSocketError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DNS_SOCKET', message, options);
+  }
+}
