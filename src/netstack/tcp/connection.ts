@@ -74,6 +74,8 @@ const DUP_THRESH = 3;
 /** RFC 9293 §3.7.1: the MSS to assume when the peer sends none. */
 const DEFAULT_PEER_MSS = 536;
 const TIMESTAMP_OPTION_LEN = 12;
+/** The least time between ACKs to unacceptable bare segments (Linux: tcp_invalid_ratelimit). */
+const OOW_ACK_INTERVAL_MS = 100;
 
 export class TcpConnection {
   readonly tuple: TcpFourTuple;
@@ -164,6 +166,7 @@ export class TcpConnection {
   readonly #sacked: RangeSet;
   readonly #retransmitted: RangeSet;
 
+  #lastOowAckAt = -Infinity;
   #orphaned = false;
   #closeNotified = false;
   /** The application queued something (data, FIN, a window update): poll at once. */
@@ -332,7 +335,7 @@ export class TcpConnection {
   /** Aborts (RFC 9293 §3.10.5): a RST to the peer in synchronized states, then CLOSED. */
   abort(): void {
     if (this.#state === 'CLOSED') return;
-    if (this.#isSynchronized() && this.#state !== 'TIME-WAIT') this.#sendRst(this.#sndNxt);
+    if (this.#isSynchronized() && this.#state !== 'TIME-WAIT') this.#sendRst(this.#sndMax);
     this.#terminate(undefined);
   }
 
@@ -499,7 +502,7 @@ export class TcpConnection {
         this.#sndNxt = this.#iss;
         return;
       }
-      if (!(f & TcpFlags.RST)) this.#ackNow = true;
+      if (!(f & TcpFlags.RST)) this.#ackOutOfWindow(segLen);
       return;
     }
 
@@ -839,6 +842,17 @@ export class TcpConnection {
   // ---------------------------------------------------------------------------------------------
   // Timers
 
+  /**
+   * RFC 9293 §3.10.7.4 answers an unacceptable segment with an ACK; for bare segments that is
+   * rate-limited (as Linux's tcp_oow_rate_limited does) so two confused ends cannot ping-pong
+   * ACKs forever. Segments with data are always answered: they are not part of such a loop.
+   */
+  #ackOutOfWindow(segLen: number): void {
+    if (segLen === 0 && this.#now - this.#lastOowAckAt < OOW_ACK_INTERVAL_MS) return;
+    if (segLen === 0) this.#lastOowAckAt = this.#now;
+    this.#ackNow = true;
+  }
+
   #onRetransmitTimeout(): void {
     this.#rtxAt = Infinity;
     const handshake = this.#state === 'SYN-SENT' || this.#state === 'SYN-RECEIVED';
@@ -943,7 +957,10 @@ export class TcpConnection {
       for (let guard = 0; guard < 1 << 16; guard++) if (!this.#sendOne()) break;
     }
     this.#forceSend = false;
-    if (this.#ackNow) this.#sendAck(this.#sndNxt);
+    // A bare ACK carries SND.MAX, not SND.NXT: after a timeout SND.NXT moves back (go-back-N),
+    // and the peer, holding everything up to SND.MAX, would find SND.NXT outside its window,
+    // drop the ACK unread and answer with its own, possibly just as stale: an ACK loop.
+    if (this.#ackNow) this.#sendAck(this.#sndMax);
     // Data waiting, nothing in flight, and the window shut or too small to use: arm the persist
     // timer (RFC 9293 §3.8.6.1 zero-window probing, §3.8.6.2.1 the SWS override timeout).
     if (this.#unsent() > 0 && this.#sndUna === this.#sndMax && this.#persistAt === Infinity && this.#rtxAt === Infinity) {
