@@ -308,9 +308,9 @@ export class TcpConnection {
   close(): void {
     switch (this.#state) {
       case 'SYN-SENT':
-        // RFC 9293 §3.10.4: nothing was sent that needs closing; delete the TCB.
-        this.#terminate(undefined);
-        return;
+      // RFC 9293 §3.10.4 deletes the TCB in SYN-SENT; a socket API instead sends what was
+      // written before the handshake and then the FIN, as net.Socket's end() while connecting.
+      // abort() is the way to give up on a connection attempt.
       case 'SYN-RECEIVED':
       case 'ESTABLISHED':
         this.#queueFin();
@@ -463,7 +463,7 @@ export class TcpConnection {
       this.#rtxAt = Infinity;
       this.#retries = 0;
       this.#initCongestion();
-      this.#setState('ESTABLISHED');
+      this.#setState(this.#finQueued ? 'FIN-WAIT-1' : 'ESTABLISHED');
       this.#ackNow = true;
       // Data on a SYN-ACK is rare (TFO); it is dropped and the peer will send it again.
       return;
@@ -1318,7 +1318,7 @@ export class TcpConnection {
     const prev = this.#state;
     if (prev === next) return;
     this.#state = next;
-    if ((next === 'ESTABLISHED' || (next === 'FIN-WAIT-1' && prev === 'SYN-RECEIVED')) && (prev === 'SYN-SENT' || prev === 'SYN-RECEIVED')) {
+    if ((next === 'ESTABLISHED' || next === 'FIN-WAIT-1') && (prev === 'SYN-SENT' || prev === 'SYN-RECEIVED')) {
       this.#host.established(this);
       this.events.onConnect?.();
     }
