@@ -306,11 +306,11 @@ export class TcpConnection {
    * continues until the peer closes too.
    */
   close(): void {
+    // RFC 9293 §3.10.4 deletes the TCB in SYN-SENT; a socket API instead sends what was written
+    // before the handshake and then the FIN, as net.Socket's end() while connecting does.
+    // abort() is the way to give up on a connection attempt.
     switch (this.#state) {
       case 'SYN-SENT':
-      // RFC 9293 §3.10.4 deletes the TCB in SYN-SENT; a socket API instead sends what was
-      // written before the handshake and then the FIN, as net.Socket's end() while connecting.
-      // abort() is the way to give up on a connection attempt.
       case 'SYN-RECEIVED':
       case 'ESTABLISHED':
         this.#queueFin();
