@@ -13,7 +13,7 @@
 import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
 import type { Rng } from '../lib/rng.js';
-import { DNS_HEADER_LEN, Flag, Rcode, rcodeOf, readU16, sameQuestion, withId } from './message.js';
+import { DNS_HEADER_LEN, Flag, copyBytes, Rcode, rcodeOf, readU16, sameQuestion, withId } from './message.js';
 
 export interface UpstreamServer {
   readonly address: string;
@@ -207,7 +207,7 @@ export class Forwarder implements DnsForwarding {
     });
     this.counters.inc('dns_forward_udp_sent');
     // The transport owns what it is given; the exchange keeps its own copy for matching.
-    this.#transport.sendUdp(exchange.message.slice(), server);
+    this.#transport.sendUdp(copyBytes(exchange.message), server);
   }
 
   #onUdp(message: Uint8Array, from: UpstreamServer): void {
@@ -232,7 +232,7 @@ export class Forwarder implements DnsForwarding {
       this.#askOverTcp(exchange, exchange.server);
       return;
     }
-    this.#judge(exchange, message.slice());
+    this.#judge(exchange, copyBytes(message));
   }
 
   /** A matching answer: pass it on, or on a server failure try the next server (glibc's stub does the same). */
@@ -252,7 +252,7 @@ export class Forwarder implements DnsForwarding {
     this.#abandonAttempt(exchange);
     const epoch = exchange.epoch;
     this.counters.inc('dns_forward_tcp_sent');
-    const tcp = this.#transport.queryTcp(exchange.message.slice(), server);
+    const tcp = this.#transport.queryTcp(copyBytes(exchange.message), server);
     exchange.tcp = tcp;
     exchange.timer = this.#clock.setTimer(this.#timeoutMs, () => {
       if (exchange.epoch !== epoch || exchange.done) return;
@@ -275,7 +275,7 @@ export class Forwarder implements DnsForwarding {
           this.#next(exchange);
           return;
         }
-        this.#judge(exchange, message.slice());
+        this.#judge(exchange, copyBytes(message));
       },
       () => {
         if (exchange.epoch !== epoch || exchange.done) return;

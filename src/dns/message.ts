@@ -431,9 +431,17 @@ export function truncatedCopy(response: Uint8Array, query: DnsQuery, source: Uin
   return out;
 }
 
+/**
+ * A copy of bytes[start, end) that shares no memory with them. (Buffer#slice, unlike
+ * Uint8Array#slice, returns a view; node hands us Buffers.)
+ */
+export function copyBytes(bytes: Uint8Array, start = 0, end = bytes.length): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes, start, end);
+}
+
 /** Returns a copy of `message` with its ID replaced (the forwarder's upstream IDs are its own). */
 export function withId(message: Uint8Array, id: number): Uint8Array {
-  const out = message.slice();
+  const out = copyBytes(message);
   writeU16(out, 0, id);
   return out;
 }

@@ -49,7 +49,7 @@ const OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
 
 export function classifyName(labels: readonly string[]): NameShape {
   const n = labels.length;
-  if (n >= 4 && labels[n - 1] === 'arpa' && labels[n - 2] === 'in-addr') return classifyReverse(labels);
+  if (n >= 3 && labels[n - 1] === 'arpa' && labels[n - 2] === 'in-addr') return classifyReverse(labels);
   if (n === 1) return isServiceLabel(labels[0]!) ? { kind: 'service', service: labels[0]! } : { kind: 'other' };
   if (n === 2 && labels[0] === 'tasks' && isServiceLabel(labels[1]!)) return { kind: 'tasks', service: labels[1]! };
   if (n === 3) {

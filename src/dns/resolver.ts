@@ -30,6 +30,7 @@ import {
   RrClass,
   RrType,
   ResponseWriter,
+  copyBytes,
   headerOnlyResponse,
   parseQuery,
   rcodeOf,
@@ -335,8 +336,8 @@ export class DnsResolver implements DnsHandler {
     this.counters.inc('dns_forwarded');
     if (!this.#forwarder) return this.#simple(query, source, client, Rcode.SERVFAIL);
     // The caller may reuse `source` once handle() returns: keep what the answer needs.
-    const question = source.slice(0, query.questionEnd);
-    const response = this.#forwarder.forward(source.slice(), query.questionEnd).then(
+    const question = copyBytes(source, 0, query.questionEnd);
+    const response = this.#forwarder.forward(copyBytes(source), query.questionEnd).then(
       (result) => this.#relay(query, question, client, result),
       () => this.#relay(query, question, client, { ok: false, reason: 'closed' }),
     );

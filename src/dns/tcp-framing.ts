@@ -20,7 +20,8 @@ export class LengthPrefixedReader {
    */
   push(chunk: Uint8Array): Uint8Array[] {
     if (chunk.length > 0) {
-      this.#chunks.push(chunk.slice());
+      // Uint8Array#slice copies; Buffer#slice would not.
+      this.#chunks.push(Uint8Array.prototype.slice.call(chunk));
       this.#buffered += chunk.length;
     }
     const out: Uint8Array[] = [];
