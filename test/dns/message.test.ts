@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Flag, Rcode, ResponseWriter, parseQuery, questionEnd, sameQuestion, truncatedCopy, type DnsQuery } from '../../src/dns/message.js';
+import { hex, toHex } from '../helpers/hex.js';
+import { FUZZ_RUNS } from '../helpers/fuzz.js';
+import { decode, query, rrs } from './fixtures.js';
+
+// Captured from `dig @127.0.0.1 -p 19499 Tasks.Web A` (DiG 9.18.49, Debian 12): RD and AD set,
+// EDNS0 with a 1232-byte payload and a client COOKIE option (RFC 7873).
+const DIG_EDNS = hex(`
+  a6ba 0120 0001 0000 0000 0001
+  05 5461736b73 03 576562 00 0001 0001
+  00 0029 04d0 00000000 000c 000a 0008 79eaa1e71ff948a0`);
+// `dig +noedns web`.
+const DIG_PLAIN = hex('27f5 0120 0001 0000 0000 0000 03 776562 00 0001 0001');
+
+function parsed(bytes: Uint8Array): DnsQuery {
+  const r = parseQuery(bytes);
+  if (r.kind !== 'query') throw new Error(`Not a query: ${JSON.stringify(r)}`);
+  return r.query;
+}
+
+describe('parseQuery', () => {
+  it('deconstructs dig’s EDNS query: lowercased labels, question end, OPT fields', () => {
+    const q = parsed(DIG_EDNS);
+    expect(q.id).toBe(0xa6ba);
+    expect(q.flags & Flag.RD).toBe(Flag.RD);
+    expect(q.labels).toEqual(['tasks', 'web']);
+    expect(q.labelOffsets).toEqual([12, 18]);
+    expect(q.qtype).toBe(1);
+    expect(q.qclass).toBe(1);
+    expect(q.questionEnd).toBe(27);
+    expect(q.edns).toEqual({ udpPayloadSize: 1232, version: 0, dnssecOk: false });
+  });
+
+  it('deconstructs a query without EDNS', () => {
+    const q = parsed(DIG_PLAIN);
+    expect(q.labels).toEqual(['web']);
+    expect(q.edns).toBeUndefined();
+  });
+
+  it('reads an advertised payload below 512 as 512, and the DO bit (RFC 6891 §6.2.3, §6.1.4)', () => {
+    const bytes = Buffer.from(query('web', 'A', { edns: 100 }));
+    bytes[bytes.length - 4] = 0x80; // the high byte of the OPT flags, just before RDLENGTH
+    expect(parsed(bytes).edns).toEqual({ udpPayloadSize: 512, version: 0, dnssecOk: true });
+  });
+
+  it('accepts the root name', () => {
+    expect(parsed(hex('0001 0000 0001 0000 0000 0000 00 0002 0001')).labels).toEqual([]);
+  });
+
+  it('refuses a name longer than 255 bytes (RFC 1035 §2.3.4)', () => {
+    const label = Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)]);
+    const name = Buffer.concat([label, label, label, label, Buffer.from([0])]); // 257 bytes
+    const bytes = Buffer.concat([hex('0001 0000 0001 0000 0000 0000'), name, hex('0001 0001')]);
+    expect(parseQuery(bytes)).toMatchObject({ kind: 'error', rcode: Rcode.FORMERR, reason: 'question name too long' });
+  });
+
+  it('refuses an OPT RR whose owner is not the root (RFC 6891 §6.1.2)', () => {
+    const bytes = Buffer.concat([DIG_PLAIN.subarray(0, 12), DIG_PLAIN.subarray(12), hex('01 61 00 0029 0200 00000000 0000')]);
+    bytes.writeUInt16BE(1, 10);
+    expect(parseQuery(bytes)).toMatchObject({ kind: 'error', reason: 'opt owner' });
+  });
+
+  it('skips answer and authority records in a query, but not an OPT among them', () => {
+    const rr = hex('c00c 0001 0001 0000003c 0004 01020304');
+    const bytes = Buffer.concat([DIG_PLAIN, rr]);
+    bytes.writeUInt16BE(1, 6);
+    expect(parsed(bytes).labels).toEqual(['web']);
+    const opt = Buffer.concat([DIG_PLAIN, hex('00 0029 0200 00000000 0000')]);
+    opt.writeUInt16BE(1, 8);
+    expect(parseQuery(opt)).toMatchObject({ kind: 'error', reason: 'opt outside additional' });
+  });
+
+  it('never throws on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const r = parseQuery(bytes);
+        expect(['drop', 'error', 'query']).toContain(r.kind);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe('ResponseWriter', () => {
+  it('points answer owners at the question name (RFC 1035 §4.1.4) and echoes the question bytes', () => {
+    const w = new ResponseWriter();
+    w.begin(parsed(DIG_PLAIN), DIG_PLAIN, Rcode.NOERROR, Flag.AA, 512);
+    expect(w.addA('answer', undefined, 5, 0x7f400102)).toBe(true);
+    const out = w.finish();
+    expect(toHex(out)).toBe(
+      '27f5' + '8580' + '0001 0001 0000 0000'.replace(/ /g, '') + '03776562000001 0001'.replace(/ /g, '') + 'c00c 0001 0001 00000005 0004 7f400102'.replace(/ /g, ''),
+    );
+  });
+
+  it('compresses later names against earlier ones, and decodes with an independent codec', () => {
+    const w = new ResponseWriter();
+    const bytes = query('_80._tcp.web', 'SRV');
+    w.begin(parsed(bytes), bytes, Rcode.NOERROR, 0, 512);
+    w.addSrv(undefined, 1, 0, 1, 80, ['web', '1', 'abc']);
+    w.addSrv(undefined, 1, 0, 1, 80, ['web', '2', 'abc']);
+    w.addA('additional', ['web', '1', 'abc'], 1, 0x64400001);
+    const out = w.finish();
+    const r = decode(out);
+    expect(rrs(r.answers).map((a) => a.data)).toEqual([
+      { priority: 0, weight: 1, port: 80, target: 'web.1.abc' },
+      { priority: 0, weight: 1, port: 80, target: 'web.2.abc' },
+    ]);
+    expect(rrs(r.additionals).map((a) => `${a.name} ${String(a.data)}`)).toEqual(['web.1.abc 100.64.0.1']);
+    // The glue owner is a 2-byte pointer into the first SRV target: 16 bytes for the whole A RR.
+    const uncompressedGlue = 1 + 3 + 1 + 1 + 1 + 3 + 1 + 10 + 4;
+    expect(out.length).toBeLessThan(bytes.length + 2 * (2 + 10 + 6 + 15) + uncompressedGlue);
+  });
+
+  it('refuses a record that would pass the budget, writing nothing', () => {
+    const w = new ResponseWriter();
+    w.begin(parsed(DIG_PLAIN), DIG_PLAIN, Rcode.NOERROR, 0, DIG_PLAIN.length + 16);
+    expect(w.addA('answer', undefined, 1, 1)).toBe(true);
+    expect(w.addA('answer', undefined, 1, 2)).toBe(false);
+    expect(decode(w.finish()).answers).toHaveLength(1);
+  });
+});
+
+describe('helpers', () => {
+  it('truncatedCopy keeps the question, the rcode and flags, sets TC and adds OPT when asked', () => {
+    const q = parsed(DIG_PLAIN);
+    const upstream = hex('27f5 8183 0001 0000 0000 0000 03776562 00 0001 0001');
+    const out = decode(truncatedCopy(upstream, q, DIG_PLAIN, 1232));
+    expect(out.flag_tc).toBe(true);
+    expect(out.rcode).toBe('NXDOMAIN');
+    expect(out.questions?.[0]?.name).toBe('web');
+    expect(out.additionals?.[0]?.type).toBe('OPT');
+  });
+
+  it('sameQuestion folds ASCII case only', () => {
+    const end = questionEnd(DIG_PLAIN);
+    expect(end).toBe(DIG_PLAIN.length);
+    const upper = Buffer.from(DIG_PLAIN);
+    upper.write('WeB', 13, 'latin1');
+    expect(sameQuestion(DIG_PLAIN, end, upper)).toBe(true);
+    const other = Buffer.from(DIG_PLAIN);
+    other.write('wec', 13, 'latin1');
+    expect(sameQuestion(DIG_PLAIN, end, other)).toBe(false);
+    // '@' (0x40) and '`' (0x60) differ only in bit 0x20 but are not letters.
+    const a = Buffer.from(DIG_PLAIN);
+    a[13] = 0x40;
+    const b = Buffer.from(DIG_PLAIN);
+    b[13] = 0x60;
+    expect(sameQuestion(a, end, b)).toBe(false);
+    const aaaa = Buffer.from(DIG_PLAIN);
+    aaaa.writeUInt16BE(28, end - 4);
+    expect(sameQuestion(DIG_PLAIN, end, aaaa)).toBe(false);
+  });
+});
