@@ -1,112 +1,112 @@
 /**
- * The agent's HTTP API on a local unix socket. Today: `/_ping`, `/metrics` (Prometheus) and
- * `/shoal/overlay/ping`; the Docker Engine API's swarm subset joins here (issue 7), which is
- * why errors already take Docker's shape, `{"message": "..."}` with the JSON content type.
+ * The agent's HTTP API: the Docker Engine API's swarm subset (docker.ts) plus shoal's own
+ * routes (`/metrics`, `POST /shoal/overlay/ping`), served on a local unix socket and,
+ * optionally, on a loopback TCP port for `docker -H tcp://127.0.0.1:PORT`. This file only
+ * adapts node:http to handleApiRequest().
  */
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { InvalidArgumentError, ShoalError } from '../lib/errors.js';
-import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';
 import type { Agent } from '../agent/agent.js';
-
-const MAX_BODY_BYTES = 64 * 1024;
-const MAX_PING_COUNT = 1000;
+import type { ClusterNode } from '../agent/cluster-node.js';
+import { InvalidArgumentError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { type ApiBackend, MAX_BODY_BYTES, handleApiRequest } from './docker.js';
 
 export interface ApiServer {
   readonly socketPath: string;
+  /** The loopback TCP port, when one was asked for. */
+  readonly tcpPort: number | undefined;
   close(): Promise<void>;
 }
 
-/** Serves the API for `agent` on `socketPath`, replacing a stale socket file. */
-export async function startApiServer(agent: Agent, socketPath: string): Promise<ApiServer> {
+export interface ApiServerOptions {
+  /** The agent's swarm side; without it swarm routes answer "not a swarm manager". */
+  readonly cluster?: ClusterNode;
+  /** Also listen on this loopback TCP address (port 0 picks one). Refuses non-loopback hosts. */
+  readonly tcp?: { readonly host: string; readonly port: number };
+  readonly logger?: Logger;
+}
+
+/** Serves the API for `agent` on `socketPath` (replacing a stale socket file) and optionally on TCP. */
+export async function startApiServer(agent: Agent, socketPath: string, options: ApiServerOptions = {}): Promise<ApiServer> {
+  const backend: ApiBackend = {
+    nodeName: agent.config.nodeName,
+    cluster: options.cluster ?? agent.cluster,
+    overlay: agent,
+    ...(options.logger ? { logger: options.logger } : {}),
+  };
+  return serveApi(backend, socketPath, options.tcp);
+}
+
+/** The server for any backend (tests build one without an overlay). */
+export async function serveApi(backend: ApiBackend, socketPath: string, tcp?: { host: string; port: number }): Promise<ApiServer> {
+  if (tcp && !/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(tcp.host)) {
+    throw new InvalidArgumentError(`The API's TCP listener is unauthenticated: it binds loopback (127.0.0.0/8) only, not ${tcp.host}`);
+  }
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    void serve(backend, req, res);
+  };
   await fs.mkdir(path.dirname(socketPath), { recursive: true });
   await fs.rm(socketPath, { force: true });
-  const server = http.createServer((req, res) => {
-    handle(agent, req, res).catch((error: unknown) => sendError(res, error));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => resolve());
-  });
+  const servers = [http.createServer(listener)];
+  await listen(servers[0]!, (s, cb) => s.listen(socketPath, cb));
+  let tcpPort: number | undefined;
+  if (tcp) {
+    const server = http.createServer(listener);
+    servers.push(server);
+    await listen(server, (s, cb) => s.listen(tcp.port, tcp.host, cb));
+    const address = server.address();
+    tcpPort = typeof address === 'object' && address ? address.port : tcp.port;
+  }
   return {
     socketPath,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    tcpPort,
+    close: async () => {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.closeAllConnections();
+              s.close(() => resolve());
+            }),
+        ),
+      );
+    },
   };
 }
 
-async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://shoal');
-  // Docker clients prefix paths with /v1.NN; accept and ignore it.
-  const route = `${req.method} ${url.pathname.replace(/^\/v\d+\.\d+(?=\/)/, '')}`;
-  switch (route) {
-    case 'GET /_ping':
-    case 'HEAD /_ping':
-      res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' }).end('OK');
-      return;
-    case 'GET /metrics':
-      res.writeHead(200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE }).end(agent.metrics());
-      return;
-    case 'POST /shoal/overlay/ping': {
-      const body = await readJson(req);
-      const address = body['address'];
-      if (typeof address !== 'string') throw new InvalidArgumentError('address must be an IPv4 address string');
-      const count = body['count'] ?? 1;
-      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_PING_COUNT) {
-        throw new InvalidArgumentError(`count must be an integer from 1 to ${MAX_PING_COUNT}`);
-      }
-      const intervalMs = numberOr(body['intervalMs'], 1000, 'intervalMs');
-      const timeoutMs = numberOr(body['timeoutMs'], 1000, 'timeoutMs');
-      const replies = await agent.pingOverlay(address, { count, intervalMs, timeoutMs });
-      sendJson(res, 200, { replies });
-      return;
-    }
-    default:
-      sendJson(res, 404, { message: `page not found: ${req.method} ${url.pathname}` });
-  }
+function listen(server: http.Server, start: (s: http.Server, cb: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    start(server, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
-function numberOr(value: unknown, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 60_000) {
-    throw new InvalidArgumentError(`${name} must be a number of milliseconds from 0 to 60000`);
+async function serve(backend: ApiBackend, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  let body: Buffer;
+  try {
+    body = await readBody(req);
+  } catch {
+    if (!res.headersSent) res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ message: `Request body larger than ${MAX_BODY_BYTES} bytes or unreadable` }));
+    return;
   }
-  return value;
+  const answer = await handleApiRequest(backend, { method: req.method ?? 'GET', url: req.url ?? '/', body });
+  if (res.destroyed) return;
+  res.writeHead(answer.status, answer.headers);
+  res.end(req.method === 'HEAD' ? undefined : answer.body);
 }
 
-async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new InvalidArgumentError(`Request body larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES) throw new InvalidArgumentError('body too large');
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  let value: unknown;
-  try {
-    value = text === '' ? {} : JSON.parse(text);
-  } catch (error) {
-    throw new InvalidArgumentError('Request body is not valid JSON', { cause: error });
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidArgumentError('Request body must be a JSON object');
-  return value as Record<string, unknown>;
-}
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
-}
-
-function sendError(res: http.ServerResponse, error: unknown): void {
-  const status = error instanceof InvalidArgumentError ? 400 : 500;
-  const message = error instanceof ShoalError || error instanceof Error ? error.message : String(error);
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, status, { message });
+  return Buffer.concat(chunks);
 }

@@ -1,0 +1,297 @@
+/**
+ * The Docker Engine API's swarm subset (spec docker-api-swarm.md), as one function from a
+ * request to a response, so that the HTTP servers (unix socket, loopback TCP) are thin
+ * adapters and the fuzz tests can drive it in-process. It never throws: every failure becomes
+ * a Docker-style error, `{"message": …}` with `Content-Type: application/json` exactly (the
+ * CLI parses the body only then, spec §2.1), and the status dockerd would give (§2.2).
+ */
+import { InvalidArgumentError, ShoalError } from '../lib/errors.js';
+import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';
+import type { Logger } from '../lib/logger.js';
+import { silentLogger } from '../lib/logger.js';
+import type { ControlPlane, SwarmInfo } from '../agent/cluster-node.js';
+import { SHOAL_ENGINE_VERSION } from '../agent/cluster-node.js';
+
+/** The API version shoal speaks, and the oldest it accepts (spec §1.2). */
+export const API_VERSION = '1.50';
+export const MIN_API_VERSION = '1.24';
+export const MAX_BODY_BYTES = 256 * 1024;
+const MAX_PING_COUNT = 1000;
+
+export interface SwarmBackend {
+  swarmHeader(): string;
+  info(): Promise<SwarmInfo>;
+  control(): ControlPlane;
+  init(body: unknown): Promise<string>;
+  join(body: unknown): Promise<void>;
+  leave(force: boolean): Promise<void>;
+}
+
+export interface OverlayBackend {
+  metrics(): string;
+  pingOverlay(address: string, options: { count: number; intervalMs: number; timeoutMs: number }): Promise<unknown>;
+}
+
+export interface ApiBackend {
+  readonly nodeName: string;
+  readonly cluster: SwarmBackend;
+  readonly overlay?: OverlayBackend;
+  readonly logger?: Logger;
+}
+
+export interface ApiRequest {
+  readonly method: string;
+  /** Path and query as received. */
+  readonly url: string;
+  readonly body: Buffer;
+}
+
+export interface ApiResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/** Headers on every answer, as dockerd sends them. */
+function commonHeaders(): Record<string, string> {
+  return { 'Api-Version': API_VERSION, 'Docker-Experimental': 'false', Ostype: 'linux', Server: `shoal/${SHOAL_ENGINE_VERSION}` };
+}
+
+export async function handleApiRequest(backend: ApiBackend, request: ApiRequest): Promise<ApiResponse> {
+  try {
+    return await route(backend, request);
+  } catch (error) {
+    const status = statusFor(error);
+    if (status === 500 && !(error instanceof ShoalError)) (backend.logger ?? silentLogger).error({ err: error, url: request.url }, 'API handler failed');
+    return json(status, { message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+/** Catalogue code → status, as dockerd maps swarmkit's gRPC codes (spec §2.3). */
+export function statusFor(error: unknown): number {
+  const code = error instanceof ShoalError ? error.code : undefined;
+  switch (code) {
+    case 'ERR_INVALID_ARGUMENT':
+    case 'ERR_FAILED_PRECONDITION':
+      return 400;
+    case 'ERR_UNAUTHENTICATED':
+      return 401;
+    case 'ERR_PERMISSION_DENIED':
+      return 403;
+    case 'ERR_NOT_FOUND':
+      return 404;
+    case 'ERR_UNAVAILABLE':
+    case 'ERR_CAPACITY':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+async function route(backend: ApiBackend, request: ApiRequest): Promise<ApiResponse> {
+  const url = parseUrl(request.url);
+  let pathname = url.pathname;
+  const versioned = /^\/v(\d+)\.(\d+)(\/.*)$/.exec(pathname);
+  if (versioned) {
+    checkVersion(Number(versioned[1]), Number(versioned[2]));
+    pathname = versioned[3]!;
+  }
+  const method = request.method.toUpperCase();
+  const q = url.searchParams;
+  const nodeMatch = /^\/nodes\/([^/]+)(\/update)?$/.exec(pathname);
+  if (nodeMatch) {
+    const ref = decodeSegment(nodeMatch[1]!);
+    const control = backend.cluster.control();
+    if (nodeMatch[2] && method === 'POST') {
+      await control.updateNode(ref, versionParam(q), parseBody(request.body));
+      return empty(200);
+    }
+    if (!nodeMatch[2] && method === 'GET') return json(200, await control.getNode(ref));
+    if (!nodeMatch[2] && method === 'DELETE') {
+      await control.removeNode(ref, boolParam(q, 'force'));
+      return empty(200);
+    }
+  }
+  switch (`${method} ${pathname}`) {
+    case 'GET /_ping':
+    case 'HEAD /_ping':
+      return {
+        status: 200,
+        headers: {
+          ...commonHeaders(),
+          'Content-Type': 'text/plain; charset=utf-8',
+          Swarm: backend.cluster.swarmHeader(),
+          'Cache-Control': 'no-cache, no-store, must-revalidate',
+          Pragma: 'no-cache',
+        },
+        body: method === 'HEAD' ? '' : 'OK',
+      };
+    case 'GET /version':
+      return json(200, versionBody());
+    case 'GET /info':
+      return json(200, await infoBody(backend));
+    case 'POST /swarm/init':
+      return json(200, await backend.cluster.init(parseBody(request.body)));
+    case 'POST /swarm/join':
+      await backend.cluster.join(parseBody(request.body));
+      return empty(200);
+    case 'POST /swarm/leave':
+      await backend.cluster.leave(boolParam(q, 'force'));
+      return empty(200);
+    case 'GET /swarm':
+      return json(200, await backend.cluster.control().swarm());
+    case 'POST /swarm/update': {
+      const control = backend.cluster.control();
+      const version = versionParam(q);
+      const body = parseBody(request.body);
+      await control.updateSwarm(version, body, { worker: boolParam(q, 'rotateWorkerToken'), manager: boolParam(q, 'rotateManagerToken') });
+      return empty(200);
+    }
+    case 'GET /swarm/unlockkey':
+      backend.cluster.control();
+      throw new InvalidArgumentError('autolock is not enabled on this swarm: there is no unlock key');
+    case 'GET /nodes':
+      return json(200, await backend.cluster.control().listNodes(parseFilters(q.get('filters'))));
+    case 'GET /metrics':
+      if (!backend.overlay) break;
+      return { status: 200, headers: { ...commonHeaders(), 'Content-Type': PROMETHEUS_CONTENT_TYPE }, body: backend.overlay.metrics() };
+    case 'POST /shoal/overlay/ping':
+      if (!backend.overlay) break;
+      return json(200, await overlayPing(backend.overlay, parseBody(request.body)));
+  }
+  return json(404, { message: 'page not found' });
+}
+
+function parseUrl(text: string): URL {
+  try {
+    return new URL(text, 'http://shoal');
+  } catch (error) {
+    throw new InvalidArgumentError('The request URL cannot be parsed', { cause: error });
+  }
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch (error) {
+    throw new InvalidArgumentError('The request path is not valid percent-encoding', { cause: error });
+  }
+}
+
+/** dockerd's version middleware: refuse clients older than MinAPIVersion or newer than ours. */
+function checkVersion(major: number, minor: number): void {
+  const [maxMajor, maxMinor] = API_VERSION.split('.').map(Number) as [number, number];
+  const [minMajor, minMinor] = MIN_API_VERSION.split('.').map(Number) as [number, number];
+  const v = `${major}.${minor}`;
+  if (major < minMajor || (major === minMajor && minor < minMinor)) {
+    throw new InvalidArgumentError(`client version ${v} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+  }
+  if (major > maxMajor || (major === maxMajor && minor > maxMinor)) {
+    throw new InvalidArgumentError(`client version ${v} is too new. Maximum supported API version is ${API_VERSION}`);
+  }
+}
+
+/** Query booleans as dockerd reads them: anything but "", 0, no, false, none is true (spec §1.1). */
+export function boolParam(q: URLSearchParams, name: string): boolean {
+  const v = q.get(name);
+  if (v === null) return false;
+  return !['', '0', 'no', 'false', 'none'].includes(v.toLowerCase());
+}
+
+function versionParam(q: URLSearchParams): number {
+  const v = q.get('version');
+  if (v === null || !/^\d{1,15}$/.test(v)) throw new InvalidArgumentError(`invalid version ${JSON.stringify(v ?? '')}: the object's Version.Index is required`);
+  return Number(v);
+}
+
+/** `filters` in map form `{"k":{"v":true}}` or list form `{"k":["v"]}` (spec §1.1). */
+export function parseFilters(text: string | null): Record<string, string[]> {
+  if (text === null || text === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError('invalid filter: filters must be a JSON object', { cause: error });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidArgumentError('invalid filter: filters must be a JSON object');
+  const out: Record<string, string[]> = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    let list: string[];
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) list = v as string[];
+    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) list = Object.entries(v as Record<string, unknown>).filter(([, on]) => on === true).map(([k]) => k);
+    else throw new InvalidArgumentError(`invalid filter '${key}'`);
+    Object.defineProperty(out, key, { value: list, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function parseBody(body: Buffer): unknown {
+  if (body.length === 0) return undefined;
+  if (body.length > MAX_BODY_BYTES) throw new InvalidArgumentError(`Request body larger than ${MAX_BODY_BYTES} bytes`);
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`invalid JSON in the request body: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function json(status: number, body: unknown): ApiResponse {
+  return { status, headers: { ...commonHeaders(), 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+}
+
+function empty(status: number): ApiResponse {
+  return { status, headers: commonHeaders(), body: '' };
+}
+
+function versionBody(): Record<string, unknown> {
+  const details = { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: goArch(), KernelVersion: '', Experimental: 'false', GitCommit: '', GoVersion: process.version };
+  return {
+    Platform: { Name: 'shoal' },
+    Components: [{ Name: 'Engine', Version: SHOAL_ENGINE_VERSION, Details: details }],
+    Version: SHOAL_ENGINE_VERSION,
+    ApiVersion: API_VERSION,
+    MinAPIVersion: MIN_API_VERSION,
+    Os: 'linux',
+    Arch: goArch(),
+    GoVersion: process.version,
+  };
+}
+
+async function infoBody(backend: ApiBackend): Promise<Record<string, unknown>> {
+  return {
+    ID: '',
+    Name: backend.nodeName,
+    OSType: 'linux',
+    OperatingSystem: 'shoal',
+    Architecture: goArch(),
+    ServerVersion: SHOAL_ENGINE_VERSION,
+    Swarm: await backend.cluster.info(),
+    Warnings: [],
+  };
+}
+
+function goArch(): string {
+  return process.arch === 'x64' ? 'amd64' : process.arch;
+}
+
+async function overlayPing(overlay: OverlayBackend, body: unknown): Promise<unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidArgumentError('Request body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  const address = b['address'];
+  if (typeof address !== 'string') throw new InvalidArgumentError('address must be an IPv4 address string');
+  const count = b['count'] ?? 1;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_PING_COUNT) {
+    throw new InvalidArgumentError(`count must be an integer from 1 to ${MAX_PING_COUNT}`);
+  }
+  const intervalMs = msOr(b['intervalMs'], 1000, 'intervalMs');
+  const timeoutMs = msOr(b['timeoutMs'], 1000, 'timeoutMs');
+  return { replies: await overlay.pingOverlay(address, { count, intervalMs, timeoutMs }) };
+}
+
+function msOr(value: unknown, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 60_000) {
+    throw new InvalidArgumentError(`${name} must be a number of milliseconds from 0 to 60000`);
+  }
+  return value;
+}
