@@ -10,26 +10,32 @@ import type { Logger } from '../lib/logger.js';
 import { renderCounters } from '../lib/metrics.js';
 import type { UdpEndpoint } from '../overlay/datagram.js';
 import { type OverlayNodeConfig, OverlayNode } from './overlay-node.js';
+import { ClusterNode } from './cluster-node.js';
 
 export interface AgentConfig {
   readonly nodeName: string;
   readonly overlay: OverlayNodeConfig;
+  /** The swarm side (issue 7): where membership is kept, and the address 2377 binds by default. */
+  readonly cluster: { readonly dataDir: string; readonly advertiseAddr: string };
 }
 
 export class Agent {
   readonly config: AgentConfig;
   readonly overlay: OverlayNode;
+  readonly cluster: ClusterNode;
 
-  private constructor(config: AgentConfig, overlay: OverlayNode) {
+  private constructor(config: AgentConfig, overlay: OverlayNode, cluster: ClusterNode) {
     this.config = config;
     this.overlay = overlay;
+    this.cluster = cluster;
   }
 
   /** Starts every part of the agent. Throws VtepSocketError when the data path port cannot be bound. */
   static async start(config: AgentConfig, logger: Logger): Promise<Agent> {
     const overlay = await OverlayNode.start(config.overlay, { clock: new RealClock(), logger });
+    const cluster = await ClusterNode.start({ ...config.cluster, nodeName: config.nodeName, logger });
     logger.info({ node: config.nodeName }, 'agent started');
-    return new Agent(config, overlay);
+    return new Agent(config, overlay, cluster);
   }
 
   vtepAddress(): UdpEndpoint {
@@ -50,6 +56,7 @@ export class Agent {
   }
 
   async close(): Promise<void> {
+    await this.cluster.close();
     await this.overlay.close();
   }
 }

@@ -8,6 +8,11 @@ export function defaultApiSocket(advertiseAddr: string): string {
   return path.join(process.env['SHOAL_RUN_DIR'] ?? path.join(os.tmpdir(), 'shoal'), `${advertiseAddr}.sock`);
 }
 
+/** Where an agent advertising `advertiseAddr` keeps its swarm identity unless told otherwise. */
+export function defaultDataDir(advertiseAddr: string): string {
+  return path.join(process.env['SHOAL_RUN_DIR'] ?? path.join(os.tmpdir(), 'shoal'), advertiseAddr);
+}
+
 /** One request to an agent's API. Rejects when the socket cannot be reached. */
 export function apiRequest(socketPath: string, method: string, urlPath: string, body?: unknown): Promise<{ status: number; text: string; json: unknown }> {
   return new Promise((resolve, reject) => {

@@ -9,7 +9,9 @@ import { Agent } from '../agent/agent.js';
 import { parseCidr, parseFdbEntry, parsePeer, parseUdpEndpoint } from '../agent/overlay-node.js';
 import { startApiServer } from '../api/server.js';
 import { createLogger } from '../lib/logger.js';
-import { apiRequest, defaultApiSocket } from './api-client.js';
+import { apiRequest, defaultApiSocket, defaultDataDir } from './api-client.js';
+import { registerNodeCommands } from './commands/node.js';
+import { registerSwarmCommands } from './commands/swarm.js';
 
 const DEFAULT_DATA_PATH_PORT = 4789;
 const DEFAULT_VNI = 4096;
@@ -44,6 +46,8 @@ program
   .option('--fdb <mac@underlay[:port]>', 'a forwarding entry for a non-shoal VTEP (repeatable)', collect, [])
   .option('--flood <underlay[:port]>', 'a VTEP that receives broadcast frames (repeatable)', collect, [])
   .option('--api-socket <path>', 'unix socket of the API (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>.sock)')
+  .option('--api-tcp <host:port>', 'also serve the API on this loopback TCP address, for docker -H tcp://…')
+  .option('--data-dir <path>', "this node's swarm identity and the manager's store (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>/)")
   .action(async (opts: Record<string, unknown>) => {
     const logger = createLogger('shoal-agent');
     const advertise = String(opts['advertiseAddr']);
@@ -62,14 +66,16 @@ program
           fdb: (opts['fdb'] as string[]).map((f) => parseFdbEntry(f, DEFAULT_DATA_PATH_PORT)),
           flood: (opts['flood'] as string[]).map((f) => parseUdpEndpoint(f, DEFAULT_DATA_PATH_PORT)),
         },
+        cluster: { dataDir: typeof opts['dataDir'] === 'string' ? opts['dataDir'] : defaultDataDir(advertise), advertiseAddr: advertise },
       },
       logger,
     );
     const socketPath = typeof opts['apiSocket'] === 'string' ? opts['apiSocket'] : defaultApiSocket(advertise);
-    const api = await startApiServer(agent, socketPath);
-    logger.info({ socket: socketPath, vtep: agent.vtepAddress() }, 'api listening');
+    const tcp = typeof opts['apiTcp'] === 'string' ? parseUdpEndpoint(opts['apiTcp'], 2375) : undefined;
+    const api = await startApiServer(agent, socketPath, { logger, ...(tcp ? { tcp: { host: tcp.address, port: tcp.port } } : {}) });
+    logger.info({ socket: socketPath, tcp: api.tcpPort, vtep: agent.vtepAddress() }, 'api listening');
     // One line on stdout when ready, for scripts and tests that start agents.
-    process.stdout.write(`${JSON.stringify({ ready: true, node: agent.config.nodeName, api: socketPath, vtep: agent.vtepAddress() })}\n`);
+    process.stdout.write(`${JSON.stringify({ ready: true, node: agent.config.nodeName, api: socketPath, apiTcpPort: api.tcpPort, vtep: agent.vtepAddress() })}\n`);
     const stop = (signal: string): void => {
       logger.info({ signal }, 'stopping');
       void Promise.all([api.close(), agent.close()]).finally(() => process.exit(0));
@@ -113,6 +119,9 @@ program
     process.stdout.write(text);
     if (status !== 200) process.exitCode = 1;
   });
+
+registerSwarmCommands(program);
+registerNodeCommands(program);
 
 program.parseAsync().catch((error: unknown) => {
   process.stderr.write(`shoal: ${error instanceof Error ? error.message : String(error)}\n`);
