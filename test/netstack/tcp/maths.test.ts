@@ -1,0 +1,147 @@
+/** The pure pieces: sequence arithmetic, the RFC 6298 estimator, range sets and the byte ring. */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { seqAdd, seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMax } from '../../../src/netstack/tcp/seq.js';
+import { RttEstimator } from '../../../src/netstack/tcp/rtt.js';
+import { RangeSet } from '../../../src/netstack/tcp/range-set.js';
+import { RingBuffer } from '../../../src/netstack/tcp/ring-buffer.js';
+import { PROPERTY_RUNS } from '../../helpers/fuzz.js';
+
+describe('sequence numbers (RFC 9293 §3.4)', () => {
+  const table: [number, number, boolean][] = [
+    [1, 2, true],
+    [2, 1, false],
+    [0xffff_ffff, 0, true], // wraps
+    [0xffff_fff0, 0x10, true],
+    [0x10, 0xffff_fff0, false],
+    [5, 5, false],
+  ];
+  for (const [a, b, lt] of table) {
+    it(`${a.toString(16)} < ${b.toString(16)} is ${lt}`, () => {
+      expect(seqLt(a, b)).toBe(lt);
+      expect(seqGe(a, b)).toBe(!lt);
+      expect(seqLe(a, b)).toBe(lt || a === b);
+      expect(seqGt(a, b)).toBe(!lt && a !== b);
+    });
+  }
+
+  it('adds and subtracts modulo 2^32', () => {
+    expect(seqAdd(0xffff_ffff, 2)).toBe(1);
+    expect(seqAdd(0, -1)).toBe(0xffff_ffff);
+    expect(seqDiff(1, 0xffff_ffff)).toBe(2);
+    expect(seqMax(0xffff_ffff, 3)).toBe(3);
+    expect(seqInRange(0, 0xffff_fff0, 0x10)).toBe(true);
+    expect(seqInRange(0x10, 0xffff_fff0, 0x10)).toBe(false);
+  });
+});
+
+describe('RTO estimator (RFC 6298)', () => {
+  const bounds = { initialRtoMs: 1000, minRtoMs: 200, maxRtoMs: 60_000 };
+
+  it('starts at the initial RTO (§2.1)', () => {
+    expect(new RttEstimator(bounds).rto).toBe(1000);
+  });
+
+  it('takes the first sample as SRTT with RTTVAR = R/2 (§2.2)', () => {
+    const e = new RttEstimator(bounds);
+    e.sample(100);
+    expect(e.srtt).toBe(100);
+    expect(e.rttvar).toBe(50);
+    expect(e.rto).toBe(300); // 100 + 4 × 50
+  });
+
+  it('smooths later samples with alpha 1/8 and beta 1/4 (§2.3)', () => {
+    const e = new RttEstimator(bounds);
+    e.sample(100);
+    e.sample(200);
+    expect(e.rttvar).toBeCloseTo(0.75 * 50 + 0.25 * 100);
+    expect(e.srtt).toBeCloseTo(0.875 * 100 + 0.125 * 200);
+    expect(e.rto).toBeCloseTo(112.5 + 4 * 62.5);
+  });
+
+  it('never goes below the minimum or above the maximum (§2.4, §2.5)', () => {
+    const e = new RttEstimator(bounds);
+    e.sample(1);
+    expect(e.rto).toBe(200);
+    for (let i = 0; i < 20; i++) e.backOff();
+    expect(e.rto).toBe(60_000);
+  });
+
+  it('doubles on each timeout and forgets the backoff on a new sample (§5.5, §5.7)', () => {
+    const e = new RttEstimator(bounds);
+    e.backOff();
+    e.backOff();
+    expect(e.rto).toBe(4000);
+    e.sample(100);
+    expect(e.rto).toBe(300);
+  });
+
+  it('raises the RTO to 3 s after a lost SYN when no sample exists (§5.7)', () => {
+    const e = new RttEstimator(bounds);
+    e.resetAfterSynLoss();
+    expect(e.rto).toBe(3000);
+  });
+});
+
+describe('RangeSet', () => {
+  it('merges touching and overlapping ranges, and shifts its base', () => {
+    const r = new RangeSet(4);
+    r.add(10, 20);
+    r.add(30, 40);
+    r.add(20, 25); // touches the first
+    expect([r.count, r.start(0), r.end(0)]).toEqual([2, 10, 25]);
+    r.add(24, 31); // bridges both
+    expect([r.count, r.start(0), r.end(0)]).toEqual([1, 10, 40]);
+    r.shift(15);
+    expect([r.start(0), r.end(0), r.size]).toEqual([0, 25, 25]);
+  });
+
+  it('refuses a new disjoint range when full, and says so', () => {
+    const r = new RangeSet(2);
+    expect(r.add(0, 1)).toBe(0);
+    expect(r.add(5, 6)).toBe(1);
+    expect(r.add(10, 11)).toBe(-1);
+    expect(r.count).toBe(2);
+    expect(r.add(6, 7)).toBe(1); // still merges
+  });
+
+  it('agrees with a bitmap on random adds, shifts and queries', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(200), fc.nat(30), fc.nat(20)), { maxLength: 30 }), (ops) => {
+        const r = new RangeSet(1000);
+        let bits = new Array<boolean>(512).fill(false);
+        for (const [start, len, shift] of ops) {
+          r.add(start, start + len);
+          for (let i = start; i < start + len; i++) bits[i] = true;
+          if (shift % 4 === 0) {
+            r.shift(shift);
+            bits = bits.slice(shift).concat(new Array<boolean>(shift).fill(false));
+          }
+        }
+        for (let i = 0; i < 256; i++) expect(r.indexOf(i) >= 0, `offset ${i}`).toBe(bits[i]);
+        expect(r.size).toBe(bits.filter(Boolean).length);
+        expect(r.sizeAbove(50)).toBe(bits.slice(50).filter(Boolean).length);
+      }),
+      { numRuns: PROPERTY_RUNS },
+    );
+  });
+});
+
+describe('RingBuffer', () => {
+  it('wraps around and keeps out-of-order bytes in place across reads', () => {
+    const ring = new RingBuffer(8);
+    expect(ring.append(Uint8Array.of(1, 2, 3, 4, 5, 6))).toBe(6);
+    expect([...ring.read(5)]).toEqual([1, 2, 3, 4, 5]);
+    ring.writeAt(2, Uint8Array.of(9, 9)); // beyond the committed end, across the wrap
+    expect(ring.append(Uint8Array.of(7, 8))).toBe(2);
+    ring.commit(2);
+    expect([...ring.read(10)]).toEqual([6, 7, 8, 9, 9]);
+  });
+
+  it('takes only what fits and throws RangeError past its capacity', () => {
+    const ring = new RingBuffer(4);
+    expect(ring.append(new Uint8Array(6))).toBe(4);
+    expect(() => ring.writeAt(0, new Uint8Array(1))).toThrow(RangeError);
+    expect(() => ring.copyOut(2, 3, new Uint8Array(3), 0)).toThrow(RangeError);
+  });
+});
