@@ -1,0 +1,244 @@
+/**
+ * The listeners and the upstream transport on real sockets, 127.0.0.1 ports 19000–19099 (unique
+ * to this file). The TCP server runs on a ManualClock so its idle timeout is driven, not waited.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Forwarder } from '../../src/dns/forwarder.js';
+import { openUpstreamTransport } from '../../src/dns/node-upstream.js';
+import { startTcpDnsServer } from '../../src/dns/node-tcp-server.js';
+import { startUdpDnsServer } from '../../src/dns/node-udp-server.js';
+import { DnsResolver } from '../../src/dns/resolver.js';
+import { LengthPrefixedReader, frameMessage } from '../../src/dns/tcp-framing.js';
+import { ManualClock, RealClock } from '../../src/lib/clock.js';
+import { DnsSocketError } from '../../src/lib/errors.js';
+import { SeededRng } from '../../src/lib/rng.js';
+import { WEB1, answersOf, decode, query, swarmRecords, upstreamAnswer } from './fixtures.js';
+
+const HOST = '127.0.0.1';
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A UDP client socket; every datagram it receives goes to `received`. */
+async function udpClient(): Promise<{ send(bytes: Uint8Array, port: number): void; next(): Promise<Buffer> }> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, HOST, resolve));
+  cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
+  const queue: Buffer[] = [];
+  const waiters: ((b: Buffer) => void)[] = [];
+  socket.on('message', (msg) => {
+    const waiter = waiters.shift();
+    if (waiter) waiter(msg);
+    else queue.push(msg);
+  });
+  return {
+    send: (bytes, port) => socket.send(bytes, port, HOST),
+    next: () => {
+      const ready = queue.shift();
+      return ready ? Promise.resolve(ready) : new Promise<Buffer>((resolve) => waiters.push(resolve));
+    },
+  };
+}
+
+/** A TCP client: writes raw bytes, reads whole DNS messages, reports the server closing. */
+async function tcpClient(port: number) {
+  const socket = net.connect({ host: HOST, port });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  cleanups.push(() => void socket.destroy());
+  const reader = new LengthPrefixedReader();
+  const messages: Uint8Array[] = [];
+  const waiters: (() => void)[] = [];
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => {});
+  socket.on('data', (chunk) => {
+    messages.push(...reader.push(chunk));
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on('close', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    socket,
+    closed,
+    write: (bytes: Uint8Array) => socket.write(bytes),
+    async read(n: number): Promise<Uint8Array[]> {
+      while (messages.length < n && !socket.destroyed) await new Promise<void>((resolve) => waiters.push(resolve));
+      return messages.splice(0, n);
+    },
+  };
+}
+
+function resolverOn(records = swarmRecords()) {
+  return { records, resolver: new DnsResolver({ records, rng: new SeededRng(1) }) };
+}
+
+describe('UDP listener', () => {
+  it('answers queries, drops junk without a header, and answers FORMERR to junk with one', async () => {
+    const { resolver } = resolverOn();
+    const server = await startUdpDnsServer({ address: HOST, port: 19001, handler: resolver, view: 'host' });
+    cleanups.push(() => server.close());
+    const client = await udpClient();
+    client.send(new Uint8Array([1, 2, 3]), server.port);
+    client.send(Buffer.from('beef0100000100000000000005', 'hex'), server.port);
+    client.send(query('web', 'A', { id: 7 }), server.port);
+    // Loopback keeps order: the first answer is the FORMERR, the second the A record; the 3-byte junk got none.
+    const formerr = decode(await client.next());
+    expect(formerr.id).toBe(0xbeef);
+    expect(formerr.rcode).toBe('FORMERR');
+    const answer = decode(await client.next());
+    expect(answer.id).toBe(7);
+    expect(answersOf(answer)).toEqual(['127.64.1.2']);
+    expect(resolver.counters.get('dns_dropped_short')).toBe(1);
+    expect(server.counters.get('dns_udp_rx')).toBe(3);
+    expect(server.counters.get('dns_udp_tx')).toBe(2);
+  });
+
+  it('answers the changed records on the next query', async () => {
+    const { resolver, records } = resolverOn();
+    const server = await startUdpDnsServer({ address: HOST, port: 19002, handler: resolver });
+    cleanups.push(() => server.close());
+    const client = await udpClient();
+    client.send(query('tasks.web'), server.port);
+    expect(answersOf(decode(await client.next()))).toEqual(['127.64.1.10', '127.64.1.11']);
+    records.setHealthy(WEB1, false);
+    client.send(query('tasks.web'), server.port);
+    expect(answersOf(decode(await client.next()))).toEqual(['127.64.1.11']);
+  });
+
+  it('refuses to bind an address already bound, with DnsSocketError', async () => {
+    const { resolver } = resolverOn();
+    const server = await startUdpDnsServer({ address: HOST, port: 19003, handler: resolver });
+    cleanups.push(() => server.close());
+    await expect(startUdpDnsServer({ address: HOST, port: 19003, handler: resolver })).rejects.toBeInstanceOf(DnsSocketError);
+  });
+});
+
+describe('TCP listener', () => {
+  it('answers pipelined queries sent in one write and a query split across writes', async () => {
+    const { resolver } = resolverOn();
+    const server = await startTcpDnsServer({ address: HOST, port: 19010, handler: resolver, clock: new ManualClock() });
+    cleanups.push(() => server.close());
+    const client = await tcpClient(server.port);
+    client.write(Buffer.concat([frameMessage(query('web', 'A', { id: 1 })), frameMessage(query('tasks.db', 'A', { id: 2 })), frameMessage(query('nosuch', 'A', { id: 3 }))]));
+    const answers = (await client.read(3)).map(decode).sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+    expect(answers.map((a) => a.rcode)).toEqual(['NOERROR', 'NOERROR', 'NXDOMAIN']);
+    expect(answersOf(answers[1]!)).toEqual(['127.64.1.20', '127.64.1.21']);
+    const framed = frameMessage(query('web', 'A', { id: 4 }));
+    client.write(framed.subarray(0, 1));
+    client.write(framed.subarray(1, 9));
+    client.write(framed.subarray(9));
+    expect(decode((await client.read(1))[0]!).id).toBe(4);
+    expect(server.counters.get('dns_tcp_rx_messages')).toBe(4);
+  });
+
+  it('answers a large record set in full over TCP', async () => {
+    const records = swarmRecords();
+    for (let i = 0; i < 200; i++) records.setTask({ service: 'db', slot: String(10 + i), taskId: `t${String(i).padStart(24, '0')}`, address: `100.64.9.${i}`, healthy: true });
+    const { resolver } = resolverOn(records);
+    const server = await startTcpDnsServer({ address: HOST, port: 19011, handler: resolver, clock: new ManualClock() });
+    cleanups.push(() => server.close());
+    const client = await tcpClient(server.port);
+    client.write(frameMessage(query('db')));
+    const r = decode((await client.read(1))[0]!);
+    expect(r.flag_tc).toBe(false);
+    expect(r.answers).toHaveLength(202);
+  });
+
+  it('closes a connection idle for the idle timeout, not before', async () => {
+    const { resolver } = resolverOn();
+    const clock = new ManualClock();
+    const server = await startTcpDnsServer({ address: HOST, port: 19012, handler: resolver, clock, idleTimeoutMs: 5000 });
+    cleanups.push(() => server.close());
+    const client = await tcpClient(server.port);
+    client.write(frameMessage(query('web')));
+    await client.read(1);
+    clock.advance(4999);
+    client.write(frameMessage(query('web')));
+    await client.read(1);
+    clock.advance(4999);
+    expect(server.counters.get('dns_tcp_idle_timeouts')).toBe(0);
+    clock.advance(1);
+    await client.closed;
+    expect(server.counters.get('dns_tcp_idle_timeouts')).toBe(1);
+  });
+
+  it('closes connections beyond the bound at once and counts them', async () => {
+    const { resolver } = resolverOn();
+    const server = await startTcpDnsServer({ address: HOST, port: 19013, handler: resolver, clock: new ManualClock(), maxConnections: 2 });
+    cleanups.push(() => server.close());
+    const a = await tcpClient(server.port);
+    const b = await tcpClient(server.port);
+    a.write(frameMessage(query('web')));
+    b.write(frameMessage(query('web')));
+    await a.read(1);
+    await b.read(1);
+    const c = await tcpClient(server.port);
+    await c.closed;
+    expect(server.counters.get('dns_tcp_connections_rejected')).toBe(1);
+    expect(server.connections).toBe(2);
+  });
+});
+
+describe('forwarding over real sockets', () => {
+  /**
+   * A stand-in for the host's resolver on 127.0.0.1:19020: over UDP it answers small.example
+   * with one address and big.example with TC set; over TCP it gives big.example's 60 addresses.
+   */
+  async function fakeUpstream() {
+    const big = (q: Uint8Array) => upstreamAnswer(q, Array.from({ length: 60 }, (_, i) => ({ type: 'A' as const, name: 'big.example', ttl: 60, data: `198.51.100.${i}` })));
+    const udp = dgram.createSocket('udp4');
+    udp.on('message', (msg, rinfo) => {
+      const name = decode(msg).questions?.[0]?.name;
+      const reply = name === 'big.example' ? upstreamAnswer(msg, [], { flags: 0x8180 | 0x0200 }) : upstreamAnswer(msg, [{ type: 'A', name: name ?? '', ttl: 60, data: '192.0.2.1' }]);
+      udp.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => udp.bind(19020, HOST, resolve));
+    const tcp = net.createServer((socket) => {
+      const reader = new LengthPrefixedReader();
+      socket.on('data', (chunk) => {
+        for (const msg of reader.push(chunk)) socket.write(frameMessage(big(msg)));
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => tcp.listen(19020, HOST, resolve));
+    cleanups.push(async () => {
+      await new Promise<void>((resolve) => udp.close(() => resolve()));
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    });
+  }
+
+  it('forwards other names, falls back to TCP upstream on TC, and truncates for a UDP client', async () => {
+    await fakeUpstream();
+    const transport = await openUpstreamTransport({ bindAddress: HOST });
+    const forwarder = new Forwarder({ servers: [{ address: HOST, port: 19020 }], transport, clock: new RealClock(), rng: new SeededRng(2) });
+    cleanups.push(() => forwarder.close());
+    const resolver = new DnsResolver({ records: swarmRecords(), rng: new SeededRng(1), forwarder });
+    const udpServer = await startUdpDnsServer({ address: HOST, port: 19021, handler: resolver });
+    const tcpServer = await startTcpDnsServer({ address: HOST, port: 19021, handler: resolver, clock: new RealClock() });
+    cleanups.push(() => udpServer.close(), () => tcpServer.close());
+
+    const client = await udpClient();
+    client.send(query('small.example', 'A', { id: 11 }), udpServer.port);
+    const small = decode(await client.next());
+    expect(small.id).toBe(11);
+    expect(answersOf(small)).toEqual(['192.0.2.1']);
+
+    client.send(query('big.example', 'A', { id: 12 }), udpServer.port);
+    const truncated = decode(await client.next());
+    expect(truncated.id).toBe(12);
+    expect(truncated.flag_tc).toBe(true);
+    expect(forwarder.counters.get('dns_forward_tcp_sent')).toBe(1);
+
+    const tcp = await tcpClient(tcpServer.port);
+    tcp.write(frameMessage(query('big.example', 'A', { id: 13 })));
+    const full = decode((await tcp.read(1))[0]!);
+    expect(full.id).toBe(13);
+    expect(full.answers).toHaveLength(60);
+  });
+});
