@@ -255,8 +255,11 @@ export class Manager {
   authenticate(certDer: Uint8Array): NodeIdentity {
     const cluster = this.#requireCluster();
     const identity = this.#ca!.verify(certDer, cluster.ID, this.#wall());
-    if (!this.#store.get<NodeRecord>('node', identity.nodeId)) throw new PermissionDeniedError(`Permission denied: node ${identity.nodeId} is not a member of the swarm (it was removed)`);
-    return identity;
+    const node = this.#store.get<NodeRecord>('node', identity.nodeId);
+    if (!node) throw new PermissionDeniedError(`Permission denied: node ${identity.nodeId} is not a member of the swarm (it was removed)`);
+    // A demoted node keeps its manager certificate until its next heartbeat renews it: the
+    // stored role, not the certificate, has the last word on what it may do.
+    return node.Spec.Role === 'worker' && identity.role === 'manager' ? { ...identity, role: 'worker' } : identity;
   }
 
   /** A node's periodic check-in (swarmkit dispatcher Heartbeat). Throws PermissionDeniedError for a removed node. */
