@@ -3,9 +3,13 @@
  * to this file). The TCP server runs on a ManualClock so its idle timeout is driven, not waited.
  */
 import dgram from 'node:dgram';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Forwarder } from '../../src/dns/forwarder.js';
+import { startEmbeddedDns } from '../../src/dns/node-dns-server.js';
 import { openUpstreamTransport } from '../../src/dns/node-upstream.js';
 import { startTcpDnsServer } from '../../src/dns/node-tcp-server.js';
 import { startUdpDnsServer } from '../../src/dns/node-udp-server.js';
@@ -240,5 +244,42 @@ describe('forwarding over real sockets', () => {
     const full = decode((await tcp.read(1))[0]!);
     expect(full.id).toBe(13);
     expect(full.answers).toHaveLength(60);
+  });
+});
+
+describe('startEmbeddedDns', () => {
+  it('listens on the first address that binds, forwards to resolv.conf servers, and reports every counter', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'shoal-dns-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const resolvConf = path.join(dir, 'resolv.conf');
+    await writeFile(resolvConf, 'nameserver 127.0.0.11\nnameserver 127.0.0.1\nsearch corp.example\n');
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(19030, HOST, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    const dns = await startEmbeddedDns({
+      records: swarmRecords(),
+      clock: new RealClock(),
+      rng: new SeededRng(1),
+      listen: [{ address: HOST, port: 19030 }, { address: HOST, port: 19031 }],
+      resolvConfPath: resolvConf,
+      stripSearchDomains: true,
+    });
+    cleanups.push(() => dns.close());
+    expect(dns.port).toBe(19031);
+    // 127.0.0.11 is never an upstream; 127.0.0.1:53 is not our address, so it stays.
+    expect(dns.forwarder.servers).toEqual([{ address: '127.0.0.1', port: 53 }]);
+    const client = await udpClient();
+    client.send(query('web.corp.example'), dns.port);
+    expect(answersOf(decode(await client.next()))).toEqual(['127.64.1.2']);
+    expect(dns.counters()).toMatchObject({ dns_queries_udp: 1, dns_udp_rx: 1, dns_tcp_connections: 0, dns_forward_queries: 0 });
+  });
+
+  it('fails with DnsSocketError when no address binds', async () => {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(19032, HOST, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    await expect(
+      startEmbeddedDns({ records: swarmRecords(), clock: new RealClock(), rng: new SeededRng(1), listen: [{ address: HOST, port: 19032 }], upstreams: [] }),
+    ).rejects.toBeInstanceOf(DnsSocketError);
   });
 });
