@@ -1,0 +1,222 @@
+/**
+ * Ingress listeners (Swarm's `mode: ingress` publishing): every agent listens on every
+ * published port of every service, whether or not it runs a task, and hands each accepted
+ * TCP connection to the MeshRouter. UDP published ports get a per-client flow table
+ * (udp-flows.ts): a client's datagrams all go to the endpoint its first one chose, and the
+ * answers come back from the published port.
+ *
+ * Sockets: half-open allowed (the relay forwards FINs), Nagle off, TCP keepalive on.
+ */
+import { type Socket as UdpSocket, type RemoteInfo, createSocket } from 'node:dgram';
+import { type Server, type Socket, createServer } from 'node:net';
+import type { Clock } from '../lib/clock.js';
+import { type Logger, silentLogger } from '../lib/logger.js';
+import { openLocalUdpUpstream } from './node-upstream.js';
+import type { MeshRouter, PublishedPort, Upstream } from './router.js';
+import { type UdpUpstream, UdpFlowTable } from './udp-flows.js';
+
+export interface IngressOptions {
+  /** The address to listen on (an agent on 127.0.0.2 listens there; 0.0.0.0 for every interface). */
+  readonly host: string;
+  readonly router: MeshRouter;
+  readonly clock: Clock;
+  /** Opens a UDP flow to an endpoint (default: kernel UDP to a local task). */
+  readonly openUdpUpstream?: (u: Upstream) => Promise<UdpUpstream>;
+  readonly maxUdpFlows?: number;
+  readonly udpFlowIdleMs?: number;
+  /** TCP keepalive idle time on accepted connections, ms (0: off). */
+  readonly keepAliveMs?: number;
+  /** Datagrams held per UDP flow while its upstream opens. */
+  readonly maxPendingDatagrams?: number;
+  readonly logger?: Logger;
+}
+
+interface TcpListener {
+  readonly kind: 'tcp';
+  readonly port: PublishedPort;
+  readonly server: Server;
+  readonly sockets: Set<Socket>;
+}
+
+interface UdpListener {
+  readonly kind: 'udp';
+  readonly port: PublishedPort;
+  readonly socket: UdpSocket;
+  readonly flows: UdpFlowTable<UdpFlow>;
+}
+
+interface UdpFlow {
+  upstream: UdpUpstream | undefined;
+  readonly pending: Uint8Array[];
+  readonly key: string;
+  closed: boolean;
+}
+
+type Listener = TcpListener | UdpListener;
+
+const listenerKey = (p: { protocol: string; published: number }): string => `${p.protocol}/${p.published}`;
+
+export class IngressListeners {
+  readonly #o: IngressOptions;
+  readonly #log: Logger;
+  readonly #listeners = new Map<string, Listener>();
+  readonly #udpCounterTotals = new Map<string, number>();
+  #closed = false;
+
+  constructor(options: IngressOptions) {
+    this.#o = options;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'ingress' });
+  }
+
+  /** The published ports listened on now. */
+  ports(): PublishedPort[] {
+    return [...this.#listeners.values()].map((l) => l.port);
+  }
+
+  /** UDP flow counters summed over every UDP listener (closed ones included). */
+  udpCounters(): Record<string, number> {
+    const out = Object.fromEntries(this.#udpCounterTotals);
+    for (const l of this.#listeners.values()) {
+      if (l.kind !== 'udp') continue;
+      for (const [k, v] of Object.entries(l.flows.counters.snapshot())) out[k] = (out[k] ?? 0) + v;
+    }
+    return out;
+  }
+
+  /**
+   * Listens on exactly `ports`: opens the new ones, closes those no longer published. Rejects
+   * with the bind error (EADDRINUSE, EACCES) of the first port that could not be opened; the
+   * others are still reconciled.
+   */
+  async setPorts(ports: readonly PublishedPort[]): Promise<void> {
+    const wanted = new Map(ports.map((p) => [listenerKey(p), p]));
+    const errors: Error[] = [];
+    for (const [key, l] of [...this.#listeners]) {
+      const w = wanted.get(key);
+      if (!w || w.service !== l.port.service || w.target !== l.port.target) await this.#close(key);
+    }
+    for (const [key, p] of wanted) {
+      if (this.#listeners.has(key)) continue;
+      try {
+        await (p.protocol === 'tcp' ? this.#listenTcp(p) : this.#listenUdp(p));
+      } catch (error) {
+        errors.push(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    if (errors.length > 0) throw errors[0]!;
+  }
+
+  /** Closes every listener and every connection and flow still open. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const key of [...this.#listeners.keys()]) await this.#close(key);
+  }
+
+  #listenTcp(port: PublishedPort): Promise<void> {
+    const keepAliveMs = this.#o.keepAliveMs ?? 60_000;
+    const sockets = new Set<Socket>();
+    const server = createServer({ allowHalfOpen: true, noDelay: true, ...(keepAliveMs > 0 && { keepAlive: true, keepAliveInitialDelay: keepAliveMs }) }, (socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      void this.#o.router.handle(socket, port);
+    });
+    const listener: TcpListener = { kind: 'tcp', port, server, sockets };
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.#o.host, port: port.published }, () => {
+        server.off('error', reject);
+        server.on('error', (error) => this.#log.warn({ err: error, port: port.published }, 'Ingress listener error'));
+        this.#listeners.set(listenerKey(port), listener);
+        this.#log.info({ service: port.service, port: port.published, protocol: 'tcp' }, 'Listening on a published port');
+        resolve();
+      });
+    });
+  }
+
+  #listenUdp(port: PublishedPort): Promise<void> {
+    const socket = createSocket({ type: 'udp4' });
+    const flows = new UdpFlowTable<UdpFlow>({
+      clock: this.#o.clock,
+      ...(this.#o.maxUdpFlows !== undefined && { maxFlows: this.#o.maxUdpFlows }),
+      ...(this.#o.udpFlowIdleMs !== undefined && { idleTimeoutMs: this.#o.udpFlowIdleMs }),
+    });
+    const listener: UdpListener = { kind: 'udp', port, socket, flows };
+    socket.on('message', (msg, rinfo) => this.#onDatagram(listener, msg, rinfo));
+    return new Promise((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ address: this.#o.host, port: port.published }, () => {
+        socket.off('error', reject);
+        socket.on('error', (error) => this.#log.warn({ err: error, port: port.published }, 'UDP ingress error'));
+        this.#listeners.set(listenerKey(port), listener);
+        this.#log.info({ service: port.service, port: port.published, protocol: 'udp' }, 'Listening on a published port');
+        resolve();
+      });
+    });
+  }
+
+  #onDatagram(l: UdpListener, msg: Uint8Array, rinfo: RemoteInfo): void {
+    l.flows.counters.inc('mesh_udp_rx_datagrams');
+    const clientKey = `${rinfo.address}:${rinfo.port}`;
+    const existing = l.flows.get(clientKey);
+    if (existing) {
+      if (existing.upstream) existing.upstream.send(msg);
+      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(Uint8Array.from(msg));
+      return;
+    }
+    if (l.flows.full) {
+      l.flows.counters.inc('mesh_udp_dropped_flows_full');
+      return;
+    }
+    const router = this.#o.router;
+    const upstream = router.balancer.choose(router.upstreams(l.port.service, l.port.target, 'udp'));
+    if (!upstream) {
+      l.flows.counters.inc('mesh_udp_dropped_no_upstream');
+      return;
+    }
+    const flow: UdpFlow = { upstream: undefined, pending: [Uint8Array.from(msg)], key: upstream.key, closed: false };
+    router.balancer.acquire(upstream.key);
+    l.flows.add(clientKey, flow, () => {
+      flow.closed = true;
+      flow.upstream?.close();
+      router.balancer.release(upstream.key);
+    });
+    const open = this.#o.openUdpUpstream ?? openLocalUdpUpstream;
+    open(upstream).then(
+      (u) => {
+        if (flow.closed) {
+          u.close();
+          return;
+        }
+        flow.upstream = u;
+        u.onMessage((answer) => {
+          if (flow.closed) return;
+          l.flows.get(clientKey);
+          l.flows.counters.inc('mesh_udp_tx_datagrams');
+          l.socket.send(answer, rinfo.port, rinfo.address);
+        });
+        for (const d of flow.pending.splice(0)) u.send(d);
+      },
+      () => {
+        router.balancer.reportFailure(upstream.key);
+        l.flows.counters.inc('mesh_udp_dropped_no_upstream');
+        l.flows.delete(clientKey);
+      },
+    );
+  }
+
+  async #close(key: string): Promise<void> {
+    const l = this.#listeners.get(key);
+    if (!l) return;
+    this.#listeners.delete(key);
+    if (l.kind === 'tcp') {
+      const closed = new Promise<void>((r) => l.server.close(() => r()));
+      for (const s of l.sockets) s.destroy();
+      await closed;
+    } else {
+      for (const [k, v] of Object.entries(l.flows.counters.snapshot())) this.#udpCounterTotals.set(k, (this.#udpCounterTotals.get(k) ?? 0) + v);
+      l.flows.close();
+      await new Promise<void>((r) => l.socket.close(() => r()));
+    }
+    if (!this.#closed) this.#log.info({ port: l.port.published, protocol: l.port.protocol }, 'Stopped listening on a published port');
+  }
+}
