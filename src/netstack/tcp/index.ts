@@ -7,3 +7,4 @@ export { TcpConnection, type TcpConnectionEvents, type TcpFourTuple, type TcpSta
 export { TcpDriver, type TcpDriverOptions } from './driver.js';
 export { TcpListener, TcpStack, type TcpConnectOptions, type TcpCounter, type TcpListenOptions, type TcpStackOptions, type TcpTransmit } from './stack.js';
 export { TcpSocket, TcpSockets, type TcpSocketOptions, type TcpStreamConnectOptions } from './stream.js';
+export { attachTcp, type AttachTcpOptions, type AttachedTcp } from './attach.js';
