@@ -225,6 +225,6 @@ export function rpcCall(addr: string, method: 'GET' | 'POST', route: string, bod
 export function splitHostPort(addr: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(addr);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new UnavailableError(`Invalid manager address ${JSON.stringify(addr)}: expected host:port`);
+  if (!m || port > 65535) throw new UnavailableError(`Invalid manager address ${JSON.stringify(addr)}: expected host:port`);
   return { host: m[1]!, port };
 }

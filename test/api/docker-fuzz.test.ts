@@ -1,0 +1,141 @@
+/**
+ * Fuzzed requests never crash the manager: random methods, paths, queries and bodies go
+ * through handleApiRequest of a real ClusterNode (initialised as a manager on 127.0.0.48, its
+ * 2377 on an ephemeral port), and raw requests with hostile headers through the HTTP server.
+ * Every answer must be a Docker-style answer, and the manager must serve normally afterwards.
+ */
+import net from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterNode } from '../../src/agent/cluster-node.js';
+import { type ApiBackend, type ApiResponse, handleApiRequest } from '../../src/api/docker.js';
+import { type ApiServer, serveApi } from '../../src/api/server.js';
+import { silentLogger } from '../../src/lib/logger.js';
+
+const RUNS = Number(process.env['SHOAL_API_FUZZ_RUNS'] ?? (process.env['CI'] === 'true' ? 3000 : 500));
+
+describe('Docker API under fuzzed input', () => {
+  let tmp: string;
+  let cluster: ClusterNode;
+  let backend: ApiBackend;
+  let server: ApiServer;
+  let nodeId: string;
+
+  const call = (method: string, url: string, body?: unknown): Promise<ApiResponse> =>
+    handleApiRequest(backend, { method, url, body: body === undefined ? Buffer.alloc(0) : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)) });
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'shoal-api-fuzz-'));
+    cluster = await ClusterNode.start({ dataDir: path.join(tmp, 'data'), nodeName: 'fuzz', advertiseAddr: '127.0.0.48', logger: silentLogger });
+    backend = { nodeName: 'fuzz', cluster };
+    const init = await call('POST', '/v1.50/swarm/init', { ListenAddr: '127.0.0.48:0', AdvertiseAddr: '127.0.0.48' });
+    expect(init.status).toBe(200);
+    nodeId = JSON.parse(init.body) as string;
+    server = await serveApi(backend, path.join(tmp, 'api.sock'));
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await cluster?.close();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  /** What every answer must look like, whatever was asked. */
+  const checkAnswer = (r: ApiResponse): void => {
+    expect([200, 400, 401, 403, 404, 500, 503]).toContain(r.status);
+    expect(r.headers['Api-Version']).toBe('1.50');
+    if (r.status >= 400) {
+      expect(r.headers['Content-Type']).toBe('application/json');
+      const body = JSON.parse(r.body) as { message?: unknown };
+      expect(typeof body.message).toBe('string');
+      // 500 is kept for what dockerd answers 500 too; anything else would be a bug of ours.
+      if (r.status === 500) expect(body.message).toBe('update out of sequence');
+    }
+  };
+
+  const segment = fc.oneof(fc.constantFrom('fuzz', 'self', '', '..', '%', '%zz', '%2F', 'a'.repeat(300)), fc.string({ maxLength: 30 }).map(encodeURIComponent), fc.constant('NODE'));
+  const route = fc.oneof(
+    fc.constantFrom('/_ping', '/version', '/info', '/swarm', '/swarm/init', '/swarm/join', '/swarm/update', '/swarm/unlockkey', '/nodes', '/metrics', '/shoal/overlay/ping'),
+    segment.map((s) => `/nodes/${s}`),
+    segment.map((s) => `/nodes/${s}/update`),
+    fc.string({ maxLength: 40 }).map((s) => `/${s}`),
+  );
+  const prefix = fc.oneof(fc.constant(''), fc.constantFrom('/v1.50', '/v1.24', '/v1.12', '/v9.99', '/v1.0', '/v01.050'));
+  const query = fc.oneof(
+    fc.constant(''),
+    fc.constantFrom('?version=1', '?version=-1', '?version=1e3', '?version=99999999999999999999', '?force=1', '?force=false', '?filters=%7B', '?filters=[]'),
+    fc.dictionary(fc.constantFrom('version', 'force', 'filters', 'rotateWorkerToken', 'rotateManagerToken', 'x'), fc.string({ maxLength: 20 }), { maxKeys: 3 }).map((q) => `?${new URLSearchParams(q).toString()}`),
+    fc.dictionary(fc.constantFrom('id', 'name', 'role', 'label', 'node.label', 'membership', 'bogus'), fc.oneof(fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 8 }), fc.anything({ maxDepth: 1 }), { maxKeys: 2 }), fc.anything({ maxDepth: 1 })), { maxKeys: 3 }).map((f) => `?filters=${encodeURIComponent(JSON.stringify(f))}`),
+  );
+  const nodeSpec = fc.record(
+    { Labels: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 }), { maxKeys: 4 }), fc.anything({ maxDepth: 2 })), Role: fc.oneof(fc.constantFrom('worker', 'manager'), fc.anything({ maxDepth: 1 })), Availability: fc.oneof(fc.constantFrom('active', 'pause', 'drain'), fc.anything({ maxDepth: 1 })), Name: fc.anything({ maxDepth: 1 }) },
+    { requiredKeys: [] },
+  );
+  const swarmSpec = fc.record(
+    { Name: fc.anything({ maxDepth: 1 }), Labels: fc.anything({ maxDepth: 2 }), Dispatcher: fc.oneof(fc.record({ HeartbeatPeriod: fc.oneof(fc.integer(), fc.double(), fc.string()) }), fc.anything({ maxDepth: 1 })), CAConfig: fc.anything({ maxDepth: 2 }), Orchestration: fc.anything({ maxDepth: 2 }), Raft: fc.anything({ maxDepth: 2 }), EncryptionConfig: fc.anything({ maxDepth: 2 }) },
+    { requiredKeys: [] },
+  );
+  const body = fc.oneof(
+    fc.constant(undefined),
+    nodeSpec,
+    swarmSpec,
+    fc.anything({ maxDepth: 3 }),
+    fc.string({ maxLength: 50 }),
+    fc.constantFrom('{', 'null', '[]', '"x"', '{"__proto__":{"polluted":1}}', '{"Labels":{"__proto__":"x"},"Role":"worker","Availability":"active"}'),
+    fc.record({ ListenAddr: fc.string(), AdvertiseAddr: fc.string(), RemoteAddrs: fc.anything(), JoinToken: fc.string() }, { requiredKeys: [] }),
+  );
+  const method = fc.constantFrom('GET', 'POST', 'DELETE', 'HEAD', 'PUT', 'get', 'OPTIONS');
+
+  it('answers every random request in Docker style and keeps serving', async () => {
+    await fc.assert(
+      fc.asyncProperty(method, prefix, route, query, body, async (m, p, r, q, b) => {
+        // Never leave (the fuzz would then join random addresses) and never rotate the CA.
+        fc.pre(!r.startsWith('/swarm/leave'));
+        const url = `${p}${r.replace('NODE', nodeId)}${q}`;
+        const answer = await call(m, url, b);
+        checkAnswer(answer);
+      }),
+      { numRuns: RUNS },
+    );
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    const nodes = await call('GET', '/v1.50/nodes');
+    expect(nodes.status).toBe(200);
+    expect((JSON.parse(nodes.body) as { ID: string }[]).map((n) => n.ID)).toContain(nodeId);
+    expect(JSON.parse((await call('GET', `/v1.50/nodes/${nodeId}`)).body)).toMatchObject({ ManagerStatus: { Leader: true } });
+  });
+
+  it('survives hostile request lines and headers on the socket', async () => {
+    const raw = (text: string): Promise<string> =>
+      new Promise((resolve) => {
+        const socket = net.connect(path.join(tmp, 'api.sock'));
+        let out = '';
+        socket.on('data', (c) => (out += c.toString('latin1')));
+        socket.on('error', () => resolve(out));
+        socket.on('close', () => resolve(out));
+        socket.setTimeout(2000, () => socket.destroy());
+        socket.end(text, 'latin1');
+      });
+    const headerName = fc.oneof(fc.constantFrom('Content-Length', 'Transfer-Encoding', 'Content-Type', 'Host', 'Expect', 'Connection'), fc.string({ maxLength: 20 }));
+    const headerValue = fc.oneof(fc.constantFrom('-1', '99999999999', 'chunked', 'gzip, chunked', '100-continue', 'application/json; charset=utf-8', ''), fc.string({ maxLength: 40 }));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('GET', 'POST', 'HEAD', 'DELETE', 'BREW'),
+        fc.constantFrom('/_ping', '/v1.50/nodes', `/v1.50/nodes/x/update?version=1`, '/v1.50/swarm/update?version=1', '/%%', '*'),
+        fc.array(fc.tuple(headerName, headerValue), { maxLength: 6 }),
+        fc.string({ maxLength: 100 }),
+        async (m, p, headers, payload) => {
+          const text = `${m} ${p} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${payload}`;
+          const answer = await raw(text);
+          if (answer !== '') expect(answer).toMatch(/^HTTP\/1\.1 \d{3} /);
+        },
+      ),
+      { numRuns: Math.min(RUNS, 300) },
+    );
+    const ping = await raw('GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(ping).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(ping).toMatch(/\r\nSwarm: active\/manager\r\n/i);
+  });
+});
