@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ControlPlane, SwarmInfo } from '../../src/agent/cluster-node.js';
+import type { NodeView } from '../../src/cluster/types.js';
 import { type ApiBackend, boolParam, handleApiRequest, parseFilters } from '../../src/api/docker.js';
 import { NotFoundError, OutOfSequenceError, UnavailableError } from '../../src/lib/errors.js';
 
@@ -87,7 +88,7 @@ describe('Docker API transport', () => {
 
   it('passes node references through, percent-decoded, and DELETE ?force as a boolean', async () => {
     const seen: unknown[] = [];
-    const control = { getNode: async (ref: string) => (seen.push(ref), { ID: ref }), removeNode: async (ref: string, force: boolean) => void seen.push([ref, force]) };
+    const control = { getNode: async (ref: string) => (seen.push(ref), { ID: ref } as unknown as NodeView), removeNode: async (ref: string, force: boolean) => void seen.push([ref, force]) };
     await handleApiRequest(backend(control), req('GET', '/v1.50/nodes/a%20b'));
     await handleApiRequest(backend(control), req('DELETE', '/v1.50/nodes/w1?force=1'));
     await handleApiRequest(backend(control), req('DELETE', '/v1.50/nodes/w2'));
