@@ -147,6 +147,13 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  // Started by an agent: when it is gone (SIGKILL leaves no chance to stop us), so are we.
+  const parent = Number(process.env['SHOAL_PARENT_PID'] ?? NaN);
+  if (Number.isInteger(parent)) {
+    setInterval(() => {
+      if (process.ppid !== parent) stop();
+    }, 1000).unref();
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
