@@ -13,7 +13,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ClusterCa } from '../../src/cluster/ca.js';
 import { SeededRng } from '../../src/lib/rng.js';
-import { type AgentProcess, startAgent } from '../helpers/agent.js';
+import { type AgentProcess, CLI_ENTRY, startAgent } from '../helpers/agent.js';
 import { describeInterop } from '../helpers/interop.js';
 import { stopProcess } from '../helpers/netns.js';
 
@@ -121,6 +121,11 @@ describeInterop(
       expect(lines[1]).toMatch(/^[0-9a-z]{25} \*\s+node-41\s+Ready\s+Active\s+Leader\s+0\.1\.0$/);
       expect(lines[2]).toMatch(/^[0-9a-z]{25}\s+node-42\s+Ready\s+Active\s+0\.1\.0$/);
       expect(lines[3]).toMatch(/^[0-9a-z]{25}\s+node-43\s+Ready\s+Active\s+0\.1\.0$/);
+      // shoal's own CLI prints the very same table.
+      const shoal = await new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'node', 'ls', '--api-socket', path.join(tmp, '41.sock')], (error, stdout) => (error ? reject(error) : resolve(stdout))),
+      );
+      expect(shoal).toBe(out);
     });
 
     it('a worker cannot answer cluster questions', async () => {

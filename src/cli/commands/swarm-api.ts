@@ -43,12 +43,15 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
   };
 }
 
-/** docker's tables: each column as wide as its widest cell plus three spaces; the last unpadded. */
+/**
+ * docker's tables: Go's tabwriter as the docker CLI sets it up (minwidth 10, padding 3), so a
+ * column is as wide as its widest cell plus three spaces, and at least ten; the last unpadded.
+ */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const widths = header.map((h, i) => Math.max(10, 3 + Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length))));
   const line = (cells: readonly string[]): string =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
       .join('')
       .trimEnd();
   return [header, ...rows].map(line).join('\n') + '\n';
