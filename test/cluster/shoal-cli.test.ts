@@ -46,7 +46,7 @@ describe('shoal swarm and node verbs', () => {
   it('init, join-token, join, node ls, update, inspect, rm, leave', async () => {
     const init = await shoal(49, ['swarm', 'init', '--advertise-addr', '127.0.0.49', '--listen-addr', '127.0.0.49:23779', '--dispatcher-heartbeat', '0.5']);
     expect(init.stderr).toBe('');
-    expect(init.stdout).toMatch(/^Swarm initialized: current node \([0-9a-z]{25}\) is now a manager\.\n\nTo add a worker to this swarm, run the following command:\n\n    shoal swarm join --token SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25} 127\.0\.0\.49:23779\n\n/);
+    expect(init.stdout).toMatch(/^Swarm initialized: current node \([0-9a-z]{25}\) is now a manager\.\n\nTo add a worker to this swarm, run the following command:\n\n {4}shoal swarm join --token SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25} 127\.0\.0\.49:23779\n\n/);
 
     const token = (await shoal(49, ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
     expect(token).toMatch(/^SWMTKN-1-/);
