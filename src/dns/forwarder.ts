@@ -53,6 +53,7 @@ export interface ForwarderOptions {
   readonly servers: readonly UpstreamServer[];
   readonly transport: UpstreamTransport;
   readonly clock: Clock;
+  /** Draws upstream IDs: CryptoRng in production, so an off-path spoofer cannot guess them (RFC 5452 §4.3). */
   readonly rng: Rng;
   /**
    * Per attempt. Default 2000 ms: two attempts end before glibc's stub gives up on us (5 s,

@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../lib/clock.js';
 import { DnsSocketError } from '../lib/errors.js';
-import type { Rng } from '../lib/rng.js';
+import { SeededRng, type Rng } from '../lib/rng.js';
 import { Forwarder, type ForwarderOptions, type UpstreamServer } from './forwarder.js';
 import { readResolvConf } from './node-resolv-conf.js';
 import { startTcpDnsServer, type TcpDnsServer, type TcpDnsServerOptions } from './node-tcp-server.js';
@@ -26,6 +26,7 @@ export const DEFAULT_LISTEN: readonly ListenAddress[] = [{ address: EMBEDDED_DNS
 export interface EmbeddedDnsOptions {
   readonly records: DnsRecords;
   readonly clock: Clock;
+  /** Upstream query IDs come from it (pass CryptoRng); answer shuffling from a fast generator it seeds. */
   readonly rng: Rng;
   /** Tried in order; the first where both UDP and TCP bind is used. Default 127.0.0.11:53. */
   readonly listen?: readonly ListenAddress[];
@@ -68,7 +69,7 @@ export async function startEmbeddedDns(options: EmbeddedDnsOptions): Promise<Emb
   });
   const resolver = new DnsResolver({
     records: options.records,
-    rng: options.rng,
+    rng: new SeededRng(options.rng.u32()),
     forwarder,
     ...options.resolver,
     searchDomains: options.resolver?.searchDomains ?? (options.stripSearchDomains ? conf.search : []),

@@ -77,6 +77,7 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
     let waitingDrain = false;
     let idle: Timer | undefined;
     let open = true;
+    let serving = false;
 
     const armIdle = (): void => {
       idle?.cancel();
@@ -98,16 +99,18 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
         counters.inc('dns_tcp_tx_messages');
         if (!socket.write(frameMessage(bytes))) waitingDrain = true;
       }
-      updateFlow();
-      armIdle();
+      // A late (forwarded) answer frees a slot; an answer given inside the loop below does not recurse.
+      if (!serving) serveBuffered();
     };
-
-    socket.on('drain', () => {
-      waitingDrain = false;
-      updateFlow();
-    });
-    socket.on('data', (chunk) => {
-      for (const message of reader.push(chunk)) {
+    /**
+     * Hands buffered messages to the resolver while fewer than maxInFlight are unanswered and
+     * the socket's write buffer is below its high watermark; reading pauses otherwise.
+     */
+    const serveBuffered = (): void => {
+      serving = true;
+      while (open && inFlight < maxInFlight && !waitingDrain) {
+        const message = reader.next();
+        if (!message) break;
         counters.inc('dns_tcp_rx_messages');
         inFlight++;
         const outcome = options.handler.handle(message, client);
@@ -127,8 +130,18 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
           }
         }
       }
+      serving = false;
       updateFlow();
       armIdle();
+    };
+
+    socket.on('drain', () => {
+      waitingDrain = false;
+      serveBuffered();
+    });
+    socket.on('data', (chunk) => {
+      reader.append(chunk);
+      serveBuffered();
     });
     socket.on('error', () => counters.inc('dns_tcp_socket_errors'));
     socket.on('close', () => {

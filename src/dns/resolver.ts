@@ -63,7 +63,10 @@ export interface DnsTtls {
 
 export interface DnsResolverOptions {
   readonly records: DnsRecords;
-  /** Shuffles multi-address answers. */
+  /**
+   * Shuffles multi-address answers. Needs no secrecy and is called per answer: a SeededRng
+   * seeded from CryptoRng, not CryptoRng itself (microseconds a call).
+   */
   readonly rng: Rng;
   /** Where other names go; without one they are answered SERVFAIL. */
   readonly forwarder?: DnsForwarding;

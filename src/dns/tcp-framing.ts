@@ -14,25 +14,32 @@ export class LengthPrefixedReader {
     return this.#buffered;
   }
 
+  /** Adds `chunk` (copied: the caller may reuse it) to the bytes waiting to be read. */
+  append(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    // Uint8Array#slice copies; Buffer#slice would not.
+    this.#chunks.push(Uint8Array.prototype.slice.call(chunk));
+    this.#buffered += chunk.length;
+  }
+
   /**
-   * Adds `chunk` (copied if kept) and returns every message now complete, in order. A
-   * zero-length message is returned as an empty buffer; the caller decides what it means.
+   * The next complete message, in a buffer of its own, or undefined until more bytes arrive.
+   * A zero-length message is returned as an empty buffer; the caller decides what it means.
    */
+  next(): Uint8Array | undefined {
+    if (this.#buffered < 2) return undefined;
+    const header = this.#peek(2);
+    const length = (header[0]! << 8) | header[1]!;
+    if (this.#buffered < 2 + length) return undefined;
+    this.#take(2);
+    return this.#take(length);
+  }
+
+  /** append(chunk), then every message now complete, in order. */
   push(chunk: Uint8Array): Uint8Array[] {
-    if (chunk.length > 0) {
-      // Uint8Array#slice copies; Buffer#slice would not.
-      this.#chunks.push(Uint8Array.prototype.slice.call(chunk));
-      this.#buffered += chunk.length;
-    }
+    this.append(chunk);
     const out: Uint8Array[] = [];
-    for (;;) {
-      if (this.#buffered < 2) break;
-      const header = this.#peek(2);
-      const length = (header[0]! << 8) | header[1]!;
-      if (this.#buffered < 2 + length) break;
-      this.#take(2);
-      out.push(this.#take(length));
-    }
+    for (let message = this.next(); message; message = this.next()) out.push(message);
     return out;
   }
 

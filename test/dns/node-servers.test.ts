@@ -13,7 +13,7 @@ import { startEmbeddedDns } from '../../src/dns/node-dns-server.js';
 import { openUpstreamTransport } from '../../src/dns/node-upstream.js';
 import { startTcpDnsServer } from '../../src/dns/node-tcp-server.js';
 import { startUdpDnsServer } from '../../src/dns/node-udp-server.js';
-import { DnsResolver } from '../../src/dns/resolver.js';
+import { DnsResolver, type DnsHandler } from '../../src/dns/resolver.js';
 import { LengthPrefixedReader, frameMessage } from '../../src/dns/tcp-framing.js';
 import { ManualClock, RealClock } from '../../src/lib/clock.js';
 import { DnsSocketError } from '../../src/lib/errors.js';
@@ -76,6 +76,15 @@ async function tcpClient(port: number) {
       return messages.splice(0, n);
     },
   };
+}
+
+/** Lets the event loop turn until `condition` holds; fails after a bounded number of turns. */
+async function until(condition: () => boolean, turns = 10_000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (condition()) return;
+  }
+  throw new Error('Condition not met');
 }
 
 function resolverOn(records = swarmRecords()) {
@@ -152,6 +161,39 @@ describe('TCP listener', () => {
     const r = decode((await client.read(1))[0]!);
     expect(r.flag_tc).toBe(false);
     expect(r.answers).toHaveLength(202);
+  });
+
+  it('reads no further than maxInFlight unanswered queries, then resumes as answers go out, in any order', async () => {
+    const { resolver } = resolverOn();
+    const held: { bytes: Uint8Array; answer(): void }[] = [];
+    // Every query is "forwarded": its answer waits until the test releases it.
+    const handler: DnsHandler = {
+      handle(bytes, client) {
+        const outcome = resolver.handle(bytes, client);
+        if (outcome.kind !== 'response') return outcome;
+        let answer!: () => void;
+        const response = new Promise<Uint8Array>((resolve) => (answer = () => resolve(outcome.bytes)));
+        held.push({ bytes, answer });
+        return { kind: 'forwarded', response };
+      },
+    };
+    const server = await startTcpDnsServer({ address: HOST, port: 19014, handler, clock: new ManualClock(), maxInFlight: 2 });
+    cleanups.push(() => server.close());
+    const client = await tcpClient(server.port);
+    client.write(Buffer.concat([1, 2, 3, 4].map((id) => frameMessage(query('web', 'A', { id })))));
+    await until(() => held.length >= 2);
+    await until(() => true);
+    expect(held).toHaveLength(2);
+    held[1]!.answer();
+    expect(decode((await client.read(1))[0]!).id).toBe(2);
+    await until(() => held.length >= 3);
+    expect(held.map((h) => decode(h.bytes).id)).toEqual([1, 2, 3]);
+    held[0]!.answer();
+    held[2]!.answer();
+    expect((await client.read(2)).map((m) => decode(m).id).sort()).toEqual([1, 3]);
+    await until(() => held.length >= 4);
+    held[3]!.answer();
+    expect(decode((await client.read(1))[0]!).id).toBe(4);
   });
 
   it('closes a connection idle for the idle timeout, not before', async () => {
