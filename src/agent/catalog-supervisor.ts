@@ -192,7 +192,10 @@ export class CatalogSupervisor {
     const tcp = targets.find((t) => t.protocol === 'tcp');
     const readyPort = tcp && s.hostPorts.get(tcp.target);
     if (readyPort === undefined) {
-      this.#markRunning(s, child);
+      // Nothing to connect to (a UDP-only service): running once the process exists.
+      child.once('spawn', () => {
+        if (s.child === child && !this.#stopping) this.#markRunning(s, child);
+      });
       return;
     }
     const deadline = this.#clock.now() + (this.#o.readyTimeoutMs ?? 10_000);
