@@ -16,7 +16,7 @@ import { CryptoRng } from '../lib/rng.js';
 import { RealClock } from '../lib/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, UnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { type NodeIdentity, generateNodeKey, requireManager } from '../cluster/ca.js';
+import { type NodeIdentity, certificateNeedsRenewal, generateNodeKey, requireManager } from '../cluster/ca.js';
 import type { NodeLiveness } from '../cluster/liveness.js';
 import { Manager, NOT_A_MANAGER, type NodeFilters, type NodeSelf } from '../cluster/manager.js';
 import { LogStore } from '../cluster/node-log-store.js';
@@ -279,6 +279,14 @@ export class ClusterNode {
       const store = await LogStore.open(storeDir(this.config.dataDir));
       const manager = new Manager({ store, clock: this.#clock, wallClock: () => Date.now(), rng: this.#rng, logger: this.#logger });
       if (!manager.active) this.#logger.warn({ dir: storeDir(this.config.dataDir) }, 'the store of this leader is empty: the swarm state was lost');
+      else if (certificateNeedsRenewal(files.certPem, Date.now())) {
+        // The leader signs its own renewal: its 2377 certificate must not lapse while it runs.
+        const key = generateNodeKey();
+        const renewed = manager.renewCertificate({ nodeId: files.state.nodeId, role: 'manager', clusterId: files.state.clusterId }, key.publicKeyPem);
+        files = { ...files, keyPem: key.keyPem, certPem: renewed.certPem };
+        await saveSwarmNode(this.config.dataDir, files);
+        this.#files = files;
+      }
       await this.#startLeader(files, store, manager);
       this.#logger.info({ node: files.state.nodeId, nodes: manager.active ? manager.listNodes().length : 0 }, 'resumed as leader');
     } else {
@@ -376,8 +384,9 @@ export class ClusterNode {
     try {
       const answer = (await this.#callManagers(files, '/heartbeat', {})) as { PeriodMs: number; Role: NodeRole; Managers: string[] };
       periodMs = answer.PeriodMs;
-      if (answer.Role !== files.state.role || answer.Managers.join() !== files.state.managers.join()) {
-        await this.#exclusive(() => this.#adopt(answer.Role, answer.Managers));
+      const renew = answer.Role !== files.state.role || certificateNeedsRenewal(files.certPem, Date.now());
+      if (renew || answer.Managers.join() !== files.state.managers.join()) {
+        await this.#exclusive(() => this.#adopt(answer.Role, answer.Managers, renew));
       }
     } catch (error) {
       if (error instanceof RemoteRpcError && error.code === new PermissionDeniedError('').code && this.#files === files) {
@@ -395,12 +404,16 @@ export class ClusterNode {
     }
   }
 
-  /** The manager says this node's role or the manager list changed: renew the certificate for the role. */
-  async #adopt(role: NodeRole, managers: readonly string[]): Promise<void> {
+  /**
+   * The manager says this node's role or the manager list changed, or the certificate is past
+   * half its life (swarmkit renews node certificates well before expiry): save the managers,
+   * and renew the certificate, for the role the manager has on record, with a fresh key.
+   */
+  async #adopt(role: NodeRole, managers: readonly string[], renew: boolean): Promise<void> {
     const files = this.#files;
     if (!files) return;
     let next: SwarmNodeFiles = { ...files, state: { ...files.state, managers: managers.length > 0 ? managers : files.state.managers } };
-    if (role !== files.state.role) {
+    if (renew || role !== files.state.role) {
       const key = generateNodeKey();
       const renewed = (await this.#callManagers(files, '/renew', { PublicKeyPem: key.publicKeyPem })) as { CertPem: string; Role: NodeRole };
       next = { ...next, keyPem: key.keyPem, certPem: renewed.CertPem, state: { ...next.state, role: renewed.Role } };

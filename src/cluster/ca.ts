@@ -18,8 +18,8 @@ export const MANAGER_OU = 'swarm-manager';
 export const WORKER_OU = 'swarm-worker';
 /** swarmkit ca.RootCAExpiration: 20 years. */
 export const ROOT_CA_VALIDITY_MS = 20 * 365 * 24 * 3600 * 1000;
-/** Certificates are valid from a little before issue, against clock skew (swarmkit backdates too). */
-const BACKDATE_MS = 60 * 60 * 1000;
+/** Certificates are valid from an hour before issue, against clock skew (swarmkit's CertBackdate). */
+export const BACKDATE_MS = 60 * 60 * 1000;
 
 export function ouForRole(role: NodeRole): string {
   return role === 'manager' ? MANAGER_OU : WORKER_OU;
@@ -133,6 +133,21 @@ export class ClusterCa {
     const role = subject.organizationalUnit === MANAGER_OU ? 'manager' : subject.organizationalUnit === WORKER_OU ? 'worker' : undefined;
     if (!role || !subject.commonName) throw new UnauthenticatedError('The node certificate names no node or role');
     return { nodeId: subject.commonName, role, clusterId };
+  }
+}
+
+/**
+ * True once a certificate has lived half the time it was issued for (counted from its issue,
+ * not its backdated start), or cannot be read: nodes renew then, well before expiry.
+ */
+export function certificateNeedsRenewal(certPem: string, nowMs: number): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    const issued = Date.parse(cert.validFrom) + BACKDATE_MS;
+    const expires = Date.parse(cert.validTo);
+    return nowMs >= issued + (expires - issued) / 2;
+  } catch {
+    return true;
   }
 }
 

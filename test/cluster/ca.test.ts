@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ClusterCa, generateNodeKey, requireManager } from '../../src/cluster/ca.js';
+import { ClusterCa, certificateNeedsRenewal, generateNodeKey, requireManager } from '../../src/cluster/ca.js';
 import { SeededRng } from '../../src/lib/rng.js';
 
 const NOW = Date.parse('2026-11-25T12:00:00Z');
@@ -80,5 +80,13 @@ describe('cluster CA', () => {
   it('lets only managers through requireManager, with swarmkit\'s message', () => {
     expect(() => requireManager({ nodeId: 'n', role: 'worker', clusterId: 'c' })).toThrow('Permission denied: remote certificate not part of OUs: [swarm-manager]');
     expect(() => requireManager({ nodeId: 'n', role: 'manager', clusterId: 'c' })).not.toThrow();
+  });
+
+  it('asks for renewal once a certificate is half way from issue to expiry', () => {
+    // Issued at NOW for 90 days (backdated an hour, which does not count).
+    expect(certificateNeedsRenewal(cert, NOW)).toBe(false);
+    expect(certificateNeedsRenewal(cert, NOW + 45 * 24 * HOUR - 1000)).toBe(false);
+    expect(certificateNeedsRenewal(cert, NOW + 45 * 24 * HOUR)).toBe(true);
+    expect(certificateNeedsRenewal('not a certificate', NOW)).toBe(true);
   });
 });
