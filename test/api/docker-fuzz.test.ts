@@ -4,8 +4,9 @@
  * 2377 on an ephemeral port), and raw requests with hostile headers through the HTTP server.
  * Every answer must be a Docker-style answer, and the manager must serve normally afterwards.
  */
+import https from 'node:https';
 import net from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -137,5 +138,49 @@ describe('Docker API under fuzzed input', () => {
     const ping = await raw('GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(ping).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(ping).toMatch(/\r\nSwarm: active\/manager\r\n/i);
+  });
+
+  it('answers random bodies on the manager port (2377), with and without a node certificate', async () => {
+    const certs = path.join(tmp, 'data', 'swarm', 'certificates');
+    const leader = { cert: await readFile(path.join(certs, 'swarm-node.crt'), 'utf8'), key: await readFile(path.join(certs, 'swarm-node.key'), 'utf8') };
+    const rpc = (route: string, payload: string, withCert: boolean): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = https.request(
+          { host: '127.0.0.48', port: cluster.rpcPort, method: 'POST', path: route, rejectUnauthorized: false, agent: false, ...(withCert ? leader : {}), headers: { 'Content-Type': 'application/json' } },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end(payload);
+      });
+    const join = fc.record(
+      { Token: fc.oneof(fc.string(), fc.anything({ maxDepth: 1 })), PublicKeyPem: fc.oneof(fc.string(), fc.constant('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')), Addr: fc.anything({ maxDepth: 1 }), ManagerAddr: fc.oneof(fc.string(), fc.constant('127.0.0.1:1')), Role: fc.anything({ maxDepth: 1 }), Availability: fc.anything({ maxDepth: 1 }), Description: fc.anything({ maxDepth: 3 }) },
+      { requiredKeys: [] },
+    );
+    const control = fc.record({ Method: fc.oneof(fc.constantFrom('swarm', 'listNodes', 'getNode', 'updateNode', 'removeNode', 'updateSwarm', 'constructor', '__proto__'), fc.anything({ maxDepth: 1 })), Args: fc.anything({ maxDepth: 3 }) }, { requiredKeys: [] });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/join', '/heartbeat', '/renew', '/control', '/ca', '/nope'),
+        fc.oneof(join, control, fc.anything({ maxDepth: 2 })).map((v) => JSON.stringify(v) ?? ''),
+        fc.boolean(),
+        async (route, payload, withCert) => {
+          const r = await rpc(route, payload, withCert);
+          expect([200, 400, 401, 403, 404, 500]).toContain(r.status);
+          if (r.status >= 400) {
+            const message = (JSON.parse(r.body) as { message?: unknown }).message;
+            expect(typeof message).toBe('string');
+            if (r.status === 500) expect(message).toBe('update out of sequence');
+          }
+          // Nothing without a certificate but the CA and a join with a valid token.
+          if (!withCert && route !== '/join') expect(r.status).not.toBe(200);
+        },
+      ),
+      { numRuns: Math.min(RUNS, 300) },
+    );
+    const nodes = JSON.parse((await call('GET', '/v1.50/nodes')).body) as unknown[];
+    expect(nodes).toHaveLength(1);
   });
 });
