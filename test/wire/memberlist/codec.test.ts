@@ -136,6 +136,22 @@ describe('decodeMessage leniency (what Go accepts, spec §6.2)', () => {
     expect(decodeMessage(v.finish())).toEqual({ ok: false, error: 'bad-field' });
   });
 
+  it('refuses absurd lengths as truncated without allocating for them', () => {
+    // Node as str32 of 4 GiB, a byte field as bin32 of 4 GiB, an array-form byte field of 4 G entries.
+    expect(decodeMessage(hex('0081a44e6f6465dbffffffff'))).toEqual({ ok: false, error: 'truncated' });
+    expect(decodeMessage(hex('0481a441646472c6ffffffff7f'))).toEqual({ ok: false, error: 'truncated' });
+    expect(decodeMessage(hex('0481a441646472ddffffffff7f'))).toEqual({ ok: false, error: 'truncated' });
+    // A map header announcing 4 G keys, and a push/pull announcing 2^31 node states.
+    expect(decodeMessage(hex('03dfffffffff'))).toEqual({ ok: false, error: 'truncated' });
+    const w = new MsgpackWriter();
+    w.byte(6).mapHeader(3).str('Join').bool(false).str('Nodes').uint(2 ** 31).str('UserStateLen').uint(0);
+    expect(decodeMessage(w.finish())).toEqual({ ok: false, error: 'truncated' });
+    // Compound lengths of 65535 over a few bytes: every part counted as truncated.
+    const drops: MemberlistWireError[] = [];
+    expect(decodePacket(hex('0703ffffffffffff0102'), { onDrop: (e) => drops.push(e) })).toEqual({ ok: true, value: [] });
+    expect(drops).toEqual(['truncated', 'truncated', 'truncated']);
+  });
+
   it('refuses framing and unknown types, 244 hasLabel included (spec §15)', () => {
     for (const t of [7, 9, 10, 12, 14, 100, 244, 255]) expect(decodeMessage(Uint8Array.of(t, 0x80))).toEqual({ ok: false, error: 'unknown-type' });
     expect(decodeMessage(new Uint8Array(0))).toEqual({ ok: false, error: 'empty' });
