@@ -40,8 +40,14 @@ export class BroadcastQueue {
   readonly #retransmitMult: number;
   readonly #numNodes: () => number;
   readonly #maxQueued: number;
-  #entries: Entry[] = [];
+  /**
+   * Entries by transmit count (memberlist's btree, ML queue.go:13-61, as sorted tiers): each tier
+   * sorted by length descending, then id descending, so the largest message that fits a byte
+   * budget is found by binary search.
+   */
+  readonly #tiers = new Map<number, Entry[]>();
   readonly #byName = new Map<string, Entry>();
+  #length = 0;
   #nextId = 1;
   #pruned = 0;
 
@@ -53,7 +59,7 @@ export class BroadcastQueue {
 
   /** Messages waiting. */
   get length(): number {
-    return this.#entries.length;
+    return this.#length;
   }
 
   /** Messages dropped because the queue was over its bound. */
@@ -70,10 +76,8 @@ export class BroadcastQueue {
         old.b.finished?.();
       }
     }
-    const entry: Entry = { transmits: 0, id: this.#nextId++, b };
-    this.#entries.push(entry);
-    if (b.name !== undefined) this.#byName.set(b.name, entry);
-    if (this.#entries.length > this.#maxQueued) this.prune(this.#maxQueued);
+    this.#insert({ transmits: 0, id: this.#nextId++, b });
+    if (this.#length > this.#maxQueued) this.prune(this.#maxQueued);
   }
 
   /**
@@ -83,58 +87,112 @@ export class BroadcastQueue {
    * `maxMessages` of them (a compound holds at most 127 parts, spec §3).
    */
   getBroadcasts(overhead: number, limit: number, maxMessages = Infinity): Uint8Array[] {
-    if (this.#entries.length === 0) return [];
+    if (this.#length === 0) return [];
     const transmitLimit = retransmitLimit(this.#retransmitMult, this.#numNodes());
-    const ordered = [...this.#entries].sort(compareEntries);
     const out: Uint8Array[] = [];
+    const taken: Entry[] = [];
     let used = 0;
-    const done: Entry[] = [];
-    for (const entry of ordered) {
-      if (out.length >= maxMessages) break;
-      const free = limit - used - overhead;
-      if (free <= 0) break;
-      if (entry.b.message.length > free) continue;
-      used += overhead + entry.b.message.length;
-      out.push(entry.b.message);
-      entry.transmits++;
-      if (entry.transmits >= transmitLimit) done.push(entry);
+    // Fresher tiers first; within a tier the largest message that still fits, then the newest.
+    for (const transmits of [...this.#tiers.keys()].sort((a, b) => a - b)) {
+      const tier = this.#tiers.get(transmits)!;
+      for (;;) {
+        const free = limit - used - overhead;
+        if (free <= 0 || out.length >= maxMessages) break;
+        const i = firstFitting(tier, free);
+        if (i >= tier.length) break;
+        const [entry] = tier.splice(i, 1);
+        used += overhead + entry!.b.message.length;
+        out.push(entry!.b.message);
+        taken.push(entry!);
+      }
+      if (tier.length === 0) this.#tiers.delete(transmits);
     }
-    for (const entry of done) {
-      this.#remove(entry);
-      entry.b.finished?.();
+    // Re-tier after the walk, so a message is never taken twice in one call (ML queue.go:366-377).
+    for (const entry of taken) {
+      this.#length--;
+      entry.transmits++;
+      if (entry.transmits >= transmitLimit) {
+        if (entry.b.name !== undefined && this.#byName.get(entry.b.name) === entry) this.#byName.delete(entry.b.name);
+        entry.b.finished?.();
+      } else {
+        this.#insert(entry);
+      }
     }
     return out;
   }
 
   /** Keeps the `maxRetain` freshest messages, dropping the rest (ML queue.go:404-420). */
   prune(maxRetain: number): void {
-    if (this.#entries.length <= maxRetain) return;
-    const ordered = [...this.#entries].sort(compareEntries);
-    for (const entry of ordered.slice(Math.max(0, maxRetain))) {
-      this.#remove(entry);
-      this.#pruned++;
-      entry.b.finished?.();
+    const keep = Math.max(0, maxRetain);
+    for (const transmits of [...this.#tiers.keys()].sort((a, b) => b - a)) {
+      const tier = this.#tiers.get(transmits)!;
+      while (this.#length > keep && tier.length > 0) {
+        // The stalest: most transmitted, then smallest, then oldest (the end of the tier).
+        const entry = tier.pop()!;
+        this.#length--;
+        if (entry.b.name !== undefined && this.#byName.get(entry.b.name) === entry) this.#byName.delete(entry.b.name);
+        this.#pruned++;
+        entry.b.finished?.();
+      }
+      if (tier.length === 0) this.#tiers.delete(transmits);
+      if (this.#length <= keep) return;
     }
   }
 
   /** Drops every message, running their `finished`. */
   reset(): void {
-    const entries = this.#entries;
-    this.#entries = [];
+    const entries = [...this.#tiers.values()].flat();
+    this.#tiers.clear();
     this.#byName.clear();
+    this.#length = 0;
     for (const entry of entries) entry.b.finished?.();
   }
 
+  #insert(entry: Entry): void {
+    let tier = this.#tiers.get(entry.transmits);
+    if (!tier) {
+      tier = [];
+      this.#tiers.set(entry.transmits, tier);
+    }
+    let lo = 0;
+    let hi = tier.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(tier[mid]!, entry)) lo = mid + 1;
+      else hi = mid;
+    }
+    tier.splice(lo, 0, entry);
+    this.#length++;
+    if (entry.b.name !== undefined) this.#byName.set(entry.b.name, entry);
+  }
+
   #remove(entry: Entry): void {
-    const i = this.#entries.indexOf(entry);
-    if (i >= 0) this.#entries.splice(i, 1);
+    const tier = this.#tiers.get(entry.transmits);
+    const i = tier ? tier.indexOf(entry) : -1;
+    if (tier && i >= 0) {
+      tier.splice(i, 1);
+      this.#length--;
+      if (tier.length === 0) this.#tiers.delete(entry.transmits);
+    }
     if (entry.b.name !== undefined && this.#byName.get(entry.b.name) === entry) this.#byName.delete(entry.b.name);
   }
 }
 
-/** memberlist's btree order (ML queue.go:44-61): fewer transmits, then longer, then newer. */
-function compareEntries(a: Entry, b: Entry): number {
-  if (a.transmits !== b.transmits) return a.transmits - b.transmits;
-  if (a.b.message.length !== b.b.message.length) return b.b.message.length - a.b.message.length;
-  return b.id - a.id;
+/** Order within a tier (ML queue.go:44-61): longer first, then newer. */
+function before(a: Entry, b: Entry): boolean {
+  const la = a.b.message.length;
+  const lb = b.b.message.length;
+  return la !== lb ? la > lb : a.id > b.id;
+}
+
+/** Index of the first (largest, newest) entry of `tier` no longer than `free` bytes. */
+function firstFitting(tier: readonly Entry[], free: number): number {
+  let lo = 0;
+  let hi = tier.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (tier[mid]!.b.message.length > free) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -595,6 +595,7 @@ export class Memberlist {
     let tcpContacted = false;
     let tcp: Stream | undefined;
     let indirectTimer: Timer | undefined;
+    let indirect = false;
 
     const finish = (awarenessDelta: number): void => {
       if (done) return;
@@ -630,8 +631,9 @@ export class Memberlist {
 
     this.#ackHandlers.set(seqNo, {
       onAck: (payload, receivedAt) => {
+        // Only a direct answer measures the round trip (a relayed ack carries no payload, ML state.go:368-377).
         const n = this.#state.get(name);
-        if (n) this.#delegate.notifyPingComplete?.(memberOf(n), receivedAt - sent, payload);
+        if (n && !indirect) this.#delegate.notifyPingComplete?.(memberOf(n), receivedAt - sent, payload);
         finish(-1);
       },
       onNack: () => nacks++,
@@ -653,6 +655,7 @@ export class Memberlist {
     indirectTimer = this.#after(this.config.probeTimeoutMs, () => {
       indirectTimer = undefined;
       if (done) return;
+      indirect = true;
       this.#log.debug({ node: name }, 'Failed ping (timeout reached)');
       // Indirect probes through k random alive peers, each asked for a nack if it speaks v4+.
       const relays = this.#state.kRandomNodes(this.config.indirectChecks, (n) => n.name === this.name || n.name === name || n.state !== 'alive');
