@@ -6,6 +6,7 @@
  */
 import type { Clock } from '../lib/clock.js';
 import { DnsSocketError } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/logger.js';
 import { SeededRng, type Rng } from '../lib/rng.js';
 import { Forwarder, type ForwarderOptions, type UpstreamServer } from './forwarder.js';
 import { readResolvConf } from './node-resolv-conf.js';
@@ -40,6 +41,8 @@ export interface EmbeddedDnsOptions {
   readonly resolver?: Pick<DnsResolverOptions, 'ttl' | 'maxUdpPayload' | 'forwardSingleLabel' | 'searchDomains'>;
   readonly forwarder?: Pick<ForwarderOptions, 'timeoutMs' | 'attempts' | 'maxOutstanding'>;
   readonly tcp?: Pick<TcpDnsServerOptions, 'idleTimeoutMs' | 'maxConnections' | 'maxInFlight'>;
+  /** Logs where it listens, what it forwards to, and addresses it could not bind. */
+  readonly logger?: Logger;
 }
 
 export interface EmbeddedDns {
@@ -75,6 +78,7 @@ export async function startEmbeddedDns(options: EmbeddedDnsOptions): Promise<Emb
     searchDomains: options.resolver?.searchDomains ?? (options.stripSearchDomains ? conf.search : []),
   });
   const view = options.view ?? 'host';
+  const logger = options.logger ?? silentLogger;
 
   let lastError: unknown;
   for (const candidate of candidates) {
@@ -82,6 +86,7 @@ export async function startEmbeddedDns(options: EmbeddedDnsOptions): Promise<Emb
     try {
       udp = await startUdpDnsServer({ ...candidate, handler: resolver, view });
       const tcp = await startTcpDnsServer({ ...candidate, port: udp.port, handler: resolver, clock: options.clock, view, ...options.tcp });
+      logger.info({ address: udp.address, port: udp.port, upstreams: forwarder.servers }, 'embedded DNS listening');
       return {
         resolver,
         forwarder,
@@ -97,6 +102,7 @@ export async function startEmbeddedDns(options: EmbeddedDnsOptions): Promise<Emb
       };
     } catch (error) {
       lastError = error;
+      logger.warn({ address: candidate.address, port: candidate.port, err: error }, 'embedded DNS cannot listen here');
       await udp?.close();
     }
   }

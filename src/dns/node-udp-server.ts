@@ -47,18 +47,17 @@ export async function startUdpDnsServer(options: UdpDnsServerOptions): Promise<U
     });
   });
   if (options.recvBufferSize) socket.setRecvBufferSize(options.recvBufferSize);
+  // Without a callback, a failed send() is reported here (node:dgram); a bound socket has no other errors.
   socket.on('error', () => counters.inc('dns_udp_send_errors'));
   let closed = false;
 
   const reply = (bytes: Uint8Array, port: number, address: string): void => {
-    if (closed || bytes.length === 0) {
+    if (closed) {
       counters.inc('dns_udp_late_answers');
       return;
     }
     counters.inc('dns_udp_tx');
-    socket.send(bytes, port, address, (error) => {
-      if (error) counters.inc('dns_udp_send_errors');
-    });
+    socket.send(bytes, port, address);
   };
 
   socket.on('message', (msg, rinfo) => {

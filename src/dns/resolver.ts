@@ -292,10 +292,14 @@ export class DnsResolver implements DnsHandler {
 
   /** A response with the question and no records: errors, NXDOMAIN, NODATA. */
   #simple(query: DnsQuery, source: Uint8Array, client: DnsClient, rcode: RcodeValue, flags = 0): DnsOutcome {
+    return { kind: 'response', bytes: this.#simpleBytes(query, source, client, rcode, flags) };
+  }
+
+  #simpleBytes(query: DnsQuery, source: Uint8Array, client: DnsClient, rcode: RcodeValue, flags = 0): Uint8Array {
     this.#countRcode(rcode, 0);
     if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) this.counters.inc('dns_answered_local');
     this.#writer.begin(query, source, rcode, flags, this.#limit(query, client), this.#opt(query));
-    return { kind: 'response', bytes: this.#writer.finish() };
+    return this.#writer.finish();
   }
 
   #writeAnswer(query: DnsQuery, source: Uint8Array, client: DnsClient, answer: LocalAnswer & { kind: 'a' | 'ptr' | 'srv' }): Uint8Array {
@@ -349,10 +353,7 @@ export class DnsResolver implements DnsHandler {
 
   /** The forwarder's answer, fitted to the client; SERVFAIL when there is none (RFC 1035 §4.1.1). */
   #relay(query: DnsQuery, question: Uint8Array, client: DnsClient, result: ForwardResult): Uint8Array {
-    if (!result.ok) {
-      const outcome = this.#simple(query, question, client, Rcode.SERVFAIL);
-      return outcome.kind === 'response' ? outcome.bytes : new Uint8Array(0);
-    }
+    if (!result.ok) return this.#simpleBytes(query, question, client, Rcode.SERVFAIL);
     const response = result.response;
     const flags = readU16(response, 2);
     this.#countRcode(rcodeOf(flags), readU16(response, 6));

@@ -334,6 +334,20 @@ describe('resolver: bad and unusual queries', () => {
     expect(answersOf(r)).toEqual(['127.64.1.2']);
   });
 
+  it('answers an oversized query whose question is sound, ignoring the bytes after its records', () => {
+    const { resolver } = setup();
+    const padded = Buffer.concat([query('web'), Buffer.alloc(60_000, 0xff)]);
+    const r = ask(resolver, padded);
+    expect(answersOf(r)).toEqual(['127.64.1.2']);
+  });
+
+  it('answers FORMERR to an oversized query whose counts claim more records than it holds', () => {
+    const { resolver } = setup();
+    const claims = Buffer.concat([query('web'), Buffer.alloc(4000, 0)]);
+    claims.writeUInt16BE(0xffff, 10);
+    expect(ask(resolver, claims).rcode).toBe('FORMERR');
+  });
+
   it('never throws, and answers or drops, whatever the bytes', () => {
     const { resolver } = setup();
     fc.assert(
