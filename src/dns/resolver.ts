@@ -77,9 +77,11 @@ export interface DnsResolverOptions {
    */
   readonly maxUdpPayload?: number;
   /**
-   * Single-label names that are not services are NXDOMAIN by default: no public name has one
-   * label. Set this to forward them instead, as Docker does, when the host's resolver knows
-   * bare LAN host names (a home router's dnsmasq, say).
+   * Address queries (A, AAAA, ANY) for a single label that names no service are NXDOMAIN by
+   * default: no public host name has one label (ICANN bans dotless domains). Other types for
+   * one label (NS or DS for a TLD) and `localhost` (RFC 6761 §6.3) are always forwarded.
+   * Set this to forward the address queries too, as Docker does, when the host's resolver
+   * knows bare LAN host names (a home router's dnsmasq, say).
    */
   readonly forwardSingleLabel?: boolean;
   /**
@@ -213,7 +215,7 @@ export class DnsResolver implements DnsHandler {
     switch (shape.kind) {
       case 'service': {
         const service = this.#records.service(shape.service, client);
-        if (!service) return this.#forwardSingleLabel ? FORWARD : NXDOMAIN;
+        if (!service) return this.#forwardSingleLabel || !asksAddress(qtype) || shape.service === 'localhost' ? FORWARD : NXDOMAIN;
         if (!wantsA) return NODATA;
         if (service.endpointMode === 'vip') {
           const vip = service.vip === undefined ? undefined : parseIpv4(service.vip);
@@ -390,6 +392,15 @@ export class DnsResolver implements DnsHandler {
         break;
     }
   }
+}
+
+/**
+ * Whether a query for a single label that names no service is a Swarm lookup (an address for
+ * a service: NXDOMAIN here) or something else, such as NS or DS for a top-level domain, which
+ * exists in the public DNS and must be forwarded.
+ */
+function asksAddress(qtype: number): boolean {
+  return qtype === RrType.A || qtype === RrType.AAAA || qtype === RrType.ANY;
 }
 
 function endsWith(labels: readonly string[], suffix: readonly string[]): boolean {

@@ -195,6 +195,17 @@ describe('resolver: negative answers', () => {
     expect(resolver.counters.get('dns_responses_nxdomain')).toBe(1);
   });
 
+  it('forwards single-label queries that are not for addresses (NS for a TLD), and localhost', async () => {
+    const { resolver, forwarder } = setup();
+    for (const [name, type] of [['com', 'NS'], ['org', 'DS'], ['localhost', 'A']] as const) {
+      const outcome = resolver.handle(query(name, type), HOST_CLIENT);
+      expect(outcome.kind).toBe('forwarded');
+      await outcomeBytes(outcome);
+    }
+    expect(forwarder.asked).toEqual(['com', 'org', 'localhost']);
+    expect(ask(resolver, query('nosuch', 'AAAA')).rcode).toBe('NXDOMAIN');
+  });
+
   it('forwards unknown single-label names when told to (LAN host names, as Docker does)', async () => {
     const { resolver, forwarder } = setup({ forwardSingleLabel: true });
     const outcome = resolver.handle(query('printer'), HOST_CLIENT);
