@@ -100,6 +100,11 @@ export class ClusterNode {
     return this.#rpc?.port ?? 0;
   }
 
+  /** The manager's counters while this node is the leader (empty otherwise), for /metrics. */
+  counters(): Readonly<Record<string, number>> {
+    return this.#manager?.counters.snapshot() ?? {};
+  }
+
   /** The `Swarm` header of `/_ping`. */
   swarmHeader(): string {
     if (!this.#files) return 'inactive';
@@ -299,6 +304,7 @@ export class ClusterNode {
     const { host, port } = splitHostPort(files.state.listenAddr);
     this.#rpc = await startRpcServer(host, port, { keyPem: files.keyPem, certPem: files.certPem, caPem: files.caPem }, {
       authenticate: (der) => manager.authenticate(der),
+      refused: () => manager.counters.inc('cluster_rpc_refused_certificate'),
       handle: (route, body, identity) => this.#serveRpc(manager, route, body, identity),
     });
     this.#store = store;

@@ -29,6 +29,8 @@ export interface RpcTls {
 export interface RpcHandlers {
   /** The peer's certificate (DER) → who it is. Throws UnauthenticatedError or PermissionDeniedError. */
   authenticate(certDer: Uint8Array): NodeIdentity;
+  /** Told of every call refused for want of a certificate of this swarm (for the counters). */
+  refused?(): void;
   /** Route → handler. `identity` is undefined only on the two open routes. */
   handle(route: string, body: unknown, identity: NodeIdentity | undefined): Promise<unknown>;
 }
@@ -78,6 +80,7 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, handle
     // `authorized` is the TLS layer's own chain check against the cluster CA; authenticate()
     // checks it again and reads the node ID, role and cluster from the subject.
     if (!socket.authorized || !peer?.raw) {
+      handlers.refused?.();
       throw new UnauthenticatedError(`A node certificate issued by this swarm's CA is required on this port${socket.authorizationError ? ` (${String(socket.authorizationError)})` : ''}`);
     }
     identity = handlers.authenticate(peer.raw);

@@ -11,6 +11,7 @@
  * Throws (as documented per method) the catalogue's errors, which the API maps to statuses.
  */
 import type { Clock } from '../lib/clock.js';
+import { Counters } from '../lib/counters.js';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -116,7 +117,19 @@ export interface HeartbeatAnswer {
 export type NodeFilters = Readonly<Record<string, readonly string[]>>;
 export const NODE_FILTER_KEYS = ['id', 'label', 'membership', 'name', 'node.label', 'role'];
 
+export const MANAGER_COUNTERS = [
+  'cluster_joins',
+  'cluster_joins_refused',
+  'cluster_certificates_issued',
+  'cluster_heartbeats',
+  'cluster_nodes_down',
+  'cluster_nodes_ready',
+  'cluster_rpc_refused_certificate',
+] as const;
+
 export class Manager {
+  /** Joins, refusals, certificates, heartbeats, status changes (exposed in /metrics). */
+  readonly counters = new Counters(MANAGER_COUNTERS);
   readonly #store: Store;
   readonly #wall: () => number;
   readonly #rng: Rng;
@@ -134,7 +147,11 @@ export class Manager {
     this.#status = new NodeStatusTracker({
       clock: deps.clock,
       heartbeatPeriodMs: heartbeatPeriodMs(cluster?.Spec ?? DEFAULT_SWARM_SPEC),
-      onChange: (nodeId, status) => this.#logger.info({ node: nodeId, state: status.state, reason: status.message }, 'node status changed'),
+      onChange: (nodeId, status) => {
+        if (status.state === 'down') this.counters.inc('cluster_nodes_down');
+        if (status.state === 'ready') this.counters.inc('cluster_nodes_ready');
+        this.#logger.info({ node: nodeId, state: status.state, reason: status.message }, 'node status changed');
+      },
     });
     if (cluster) {
       this.#ca = new ClusterCa(cluster.RootCA.CertPem, cluster.RootCA.KeyPem);
@@ -222,6 +239,18 @@ export class Manager {
    * token does not grant, InvalidArgumentError for a bad key or description.
    */
   async join(options: JoinOptions): Promise<IssuedCertificate> {
+    try {
+      const issued = await this.#join(options);
+      this.counters.inc('cluster_joins');
+      this.counters.inc('cluster_certificates_issued');
+      return issued;
+    } catch (error) {
+      this.counters.inc('cluster_joins_refused');
+      throw error;
+    }
+  }
+
+  async #join(options: JoinOptions): Promise<IssuedCertificate> {
     const cluster = this.#requireCluster();
     const parsed = parseJoinToken(options.token);
     if (!parsed.ok || parsed.value.caDigestHex !== caDigestHex(cluster.RootCA.CertPem)) {
@@ -253,6 +282,15 @@ export class Manager {
    * PermissionDeniedError for a node that has been removed.
    */
   authenticate(certDer: Uint8Array): NodeIdentity {
+    try {
+      return this.#authenticate(certDer);
+    } catch (error) {
+      this.counters.inc('cluster_rpc_refused_certificate');
+      throw error;
+    }
+  }
+
+  #authenticate(certDer: Uint8Array): NodeIdentity {
     const cluster = this.#requireCluster();
     const identity = this.#ca!.verify(certDer, cluster.ID, this.#wall());
     const node = this.#store.get<NodeRecord>('node', identity.nodeId);
@@ -267,6 +305,7 @@ export class Manager {
     const node = this.#store.get<NodeRecord>('node', identity.nodeId);
     if (!node) throw new PermissionDeniedError(`Permission denied: node ${identity.nodeId} is not a member of the swarm (it was removed)`);
     this.#status.heartbeat(identity.nodeId);
+    this.counters.inc('cluster_heartbeats');
     return { periodMs: this.#status.heartbeatPeriodMs, role: node.Spec.Role, managers: this.managerAddrs() };
   }
 
@@ -279,6 +318,7 @@ export class Manager {
     const node = this.#store.get<NodeRecord>('node', identity.nodeId);
     if (!node) throw new PermissionDeniedError(`Permission denied: node ${identity.nodeId} is not a member of the swarm (it was removed)`);
     const role = node.Spec.Role;
+    this.counters.inc('cluster_certificates_issued');
     const certPem = this.#ca!.issue({ nodeId: node.ID, role, clusterId: cluster.ID }, publicKeyPem, this.#wall(), certValidityMs(cluster.Spec), this.#rng);
     return { certPem, role };
   }

@@ -82,6 +82,7 @@ describe('Manager', () => {
     await expect(join('x', 4, 'SWMTKN-1-' + '1'.repeat(50) + worker.slice(-26))).rejects.toThrow('A valid join token is necessary to join this cluster');
     await expect(join('x', 4, worker, 'manager')).rejects.toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
     expect(manager.listNodes()).toHaveLength(1);
+    expect(manager.counters.snapshot()).toMatchObject({ cluster_joins: 0, cluster_joins_refused: 3 });
   });
 
   it('rotating a token makes the old one useless and keeps the other', async () => {

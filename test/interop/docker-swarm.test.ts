@@ -12,6 +12,7 @@ import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ClusterCa } from '../../src/cluster/ca.js';
+import { apiRequest } from '../../src/cli/api-client.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import { type AgentProcess, CLI_ENTRY, startAgent } from '../helpers/agent.js';
 import { describeInterop } from '../helpers/interop.js';
@@ -233,6 +234,11 @@ describeInterop(
       const control = await call('/control', 'POST', worker);
       expect(control.status).toBe(403);
       expect(JSON.parse(control.body).message).toBe('Permission denied: remote certificate not part of OUs: [swarm-manager]');
+
+      // The manager counts what it refused.
+      const metrics = (await apiRequest(path.join(tmp, '41.sock'), 'GET', '/metrics')).text;
+      expect(metrics).toMatch(/^cluster_rpc_refused_certificate\{node="node-41"\} [1-9]/m);
+      expect(metrics).toMatch(/^cluster_joins_refused\{node="node-41"\} [1-9]/m);
     });
 
     it('a worker killed with SIGKILL goes Down, and Ready again when it comes back', async () => {
