@@ -52,7 +52,11 @@ export class Agent {
   /** Every counter of every component, in Prometheus text format. */
   metrics(): string {
     const labels = { node: this.config.nodeName };
-    return renderCounters(this.overlay.vtep.counters.snapshot(), labels) + renderCounters(this.overlay.iface.counters.snapshot(), labels);
+    return (
+      renderCounters(this.overlay.vtep.counters.snapshot(), labels) +
+      renderCounters(this.overlay.iface.counters.snapshot(), labels) +
+      renderCounters(this.cluster.counters(), labels)
+    );
   }
 
   async close(): Promise<void> {
