@@ -148,11 +148,13 @@ interface SuiteConfig {
   readonly rpcPorts: readonly [number, number];
   readonly shoalPorts: readonly [number, number, number];
   readonly wrongKeyPort: number;
+  /** A shoal node with no seeds that serf joins (serf opens the push/pull). */
+  readonly joinedBySerfPort: number;
 }
 
 const SUITES: readonly SuiteConfig[] = [
-  { label: 'plaintext', prefix: 'p', encrypt: false, serfPorts: [47946, 47947], rpcPorts: [47373, 47374], shoalPorts: [47950, 47951, 47952], wrongKeyPort: 47953 },
-  { label: 'encrypted (-encrypt)', prefix: 'e', encrypt: true, serfPorts: [47956, 47957], rpcPorts: [47375, 47376], shoalPorts: [47960, 47961, 47962], wrongKeyPort: 47963 },
+  { label: 'plaintext', prefix: 'p', encrypt: false, serfPorts: [47946, 47947], rpcPorts: [47373, 47374], shoalPorts: [47950, 47951, 47952], wrongKeyPort: 47953, joinedBySerfPort: 47954 },
+  { label: 'encrypted (-encrypt)', prefix: 'e', encrypt: true, serfPorts: [47956, 47957], rpcPorts: [47375, 47376], shoalPorts: [47960, 47961, 47962], wrongKeyPort: 47963, joinedBySerfPort: 47964 },
 ];
 
 for (const suite of SUITES) {
@@ -225,6 +227,16 @@ for (const suite of SUITES) {
         );
         expect(p.lines.some((l) => l['type'] === 'event' && l['event'] === 'join' && l['member'] === s[0])).toBe(true);
       }
+    });
+
+    it('serf joins a shoal node: the shoal node answers serf’s push/pull', { timeout: STEP_TIMEOUT_MS }, async () => {
+      const name = `${suite.prefix}ts4`;
+      const t4 = startShoal(name, suite.joinedBySerfPort, [], suite.encrypt ? key : undefined);
+      await t4.waitLine((l) => l['type'] === 'ready', 30_000);
+      const r = await run('serf', ['join', `-rpc-addr=127.0.0.1:${suite.rpcPorts[0]}`, `127.0.0.1:${suite.joinedBySerfPort}`]);
+      expect(r.code).toBe(0);
+      await eventually(`${name} to list the serf agents alive`, () => shoalMembers(t4), (m) => s.every((n) => shoalStateOf(m, n) === 'alive'));
+      await eventually(`serf to list ${name} alive`, () => serfMembers(suite.rpcPorts[1]), (m) => statusOf(m, name) === 'alive');
     });
 
     it('a SIGKILLed shoal node shows as failed in serf', { timeout: STEP_TIMEOUT_MS }, async () => {
