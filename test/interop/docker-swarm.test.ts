@@ -174,13 +174,14 @@ describeInterop(
 
       // The API takes an explicit Role beside the token (shoal's JoinRequest extension); a
       // worker token cannot make a manager.
-      const roleRun = await new Promise<Run>((resolve) => {
-        const body = JSON.stringify({ ListenAddr: `127.0.0.44:${rpcPort(44)}`, RemoteAddrs: [`127.0.0.41:${rpcPort(41)}`], JoinToken: workerToken, Role: 'manager' });
-        execFile('curl', ['-s', '--unix-socket', path.join(tmp, '44.sock'), '-H', 'Content-Type: application/json', '-d', body, 'http://x/v1.50/swarm/join'], (error, stdout, stderr) =>
-          resolve({ code: error ? 1 : 0, stdout, stderr }),
-        );
+      const roleRun = await apiRequest(path.join(tmp, '44.sock'), 'POST', '/v1.50/swarm/join', {
+        ListenAddr: `127.0.0.44:${rpcPort(44)}`,
+        RemoteAddrs: [`127.0.0.41:${rpcPort(41)}`],
+        JoinToken: workerToken,
+        Role: 'manager',
       });
-      expect(JSON.parse(roleRun.stdout)).toEqual({ message: 'The join token is a worker token; it cannot join this node as a manager' });
+      expect(roleRun.status).toBe(403);
+      expect(roleRun.json).toEqual({ message: 'The join token is a worker token; it cannot join this node as a manager' });
 
       await ok(45, ['swarm', 'init', '--advertise-addr', '127.0.0.45', '--listen-addr', `127.0.0.45:${rpcPort(45)}`]);
       const otherToken = (await ok(45, ['swarm', 'join-token', '-q', 'worker'])).trim();
@@ -190,14 +191,26 @@ describeInterop(
       expect(await docker(44, ['info', '--format', '{{.Swarm.LocalNodeState}}'])).toMatchObject({ stdout: 'inactive\n' });
     });
 
+    it('an agent joins with the manager token as a manager, and can answer node ls', async () => {
+      const managerToken = (await ok(41, ['swarm', 'join-token', '-q', 'manager'])).trim();
+      expect(managerToken).not.toBe(workerToken);
+      const out = await ok(44, ['swarm', 'join', '--token', managerToken, '--listen-addr', `127.0.0.44:${rpcPort(44)}`, `127.0.0.41:${rpcPort(41)}`]);
+      expect(out).toBe('This node joined a swarm as a manager.\n');
+      expect((await nodeTable(41))['node-44']).toEqual(['Ready', 'Active', 'Reachable']);
+      expect((await nodeTable(44))['node-41']).toEqual(['Ready', 'Active', 'Leader']);
+    });
+
     it('join-token --rotate replaces the worker token; the old one no longer joins', async () => {
       const out = await ok(41, ['swarm', 'join-token', '--rotate', 'worker']);
       expect(out).toMatch(/^Successfully rotated worker join token\.\n\nTo add a worker to this swarm/);
       const fresh = (await ok(41, ['swarm', 'join-token', '-q', 'worker'])).trim();
       expect(fresh).not.toBe(workerToken);
       expect(fresh.slice(0, 60)).toBe(workerToken.slice(0, 60)); // same CA, same digest
-      const old = await docker(44, ['swarm', 'join', '--token', workerToken, `127.0.0.41:${rpcPort(41)}`]);
-      expect(old.stderr.trim()).toBe('Error response from daemon: A valid join token is necessary to join this cluster');
+      const old = await docker(45, ['swarm', 'join', '--token', workerToken, `127.0.0.41:${rpcPort(41)}`]);
+      expect(old.stderr.trim()).toBe('Error response from daemon: This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+      await ok(45, ['swarm', 'leave', '--force']);
+      const refused = await docker(45, ['swarm', 'join', '--token', workerToken, `127.0.0.41:${rpcPort(41)}`]);
+      expect(refused.stderr.trim()).toBe('Error response from daemon: A valid join token is necessary to join this cluster');
       workerToken = fresh;
     });
 
@@ -268,7 +281,7 @@ describeInterop(
       const down = await waitForTable(41, (t) => t['node-42']?.[0] === 'Down');
       expect(down['node-42']?.[0]).toBe('Down');
       expect(await ok(41, ['node', 'rm', 'node-42'])).toBe('node-42\n');
-      expect(Object.keys(await nodeTable(41)).sort()).toEqual(['node-41', 'node-43']);
+      expect(Object.keys(await nodeTable(41)).sort()).toEqual(['node-41', 'node-43', 'node-44']);
 
       const refused = await docker(41, ['swarm', 'leave']);
       expect(refused.code).toBe(1);
