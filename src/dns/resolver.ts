@@ -346,10 +346,15 @@ export class DnsResolver implements DnsHandler {
     if (!this.#forwarder) return this.#simple(query, source, client, Rcode.SERVFAIL);
     // The caller may reuse `source` once handle() returns: keep what the answer needs.
     const question = copyBytes(source, 0, query.questionEnd);
-    const response = this.#forwarder.forward(copyBytes(source), query.questionEnd).then(
-      (result) => this.#relay(query, question, client, result),
-      () => this.#relay(query, question, client, { ok: false, reason: 'closed' }),
-    );
+    // A forwarder that breaks its promise never to throw or reject still gets the client a SERVFAIL.
+    const failed = (): Uint8Array => this.#relay(query, question, client, { ok: false, reason: 'closed' });
+    let forwarded: Promise<ForwardResult>;
+    try {
+      forwarded = this.#forwarder.forward(copyBytes(source), query.questionEnd);
+    } catch {
+      return { kind: 'response', bytes: failed() };
+    }
+    const response = forwarded.then((result) => this.#relay(query, question, client, result), failed);
     return { kind: 'forwarded', response };
   }
 

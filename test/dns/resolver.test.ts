@@ -8,7 +8,11 @@ import { SeededRng } from '../../src/lib/rng.js';
 import { FUZZ_RUNS } from '../helpers/fuzz.js';
 import { DB1, HOST_CLIENT, OVERLAY_CLIENT, TCP_CLIENT, WEB1, WEB2, WEB3, answersOf, decode, query, swarmRecords, upstreamAnswer, rrs, type Decoded } from './fixtures.js';
 
-/** A forwarder that answers from a table and records what it was asked. */
+/**
+ * A forwarder that answers from a table and records what it was asked. It decodes with
+ * dns-packet, which throws on some bytes the resolver accepts: then it throws too, as a
+ * broken forwarder might, and the resolver must still answer.
+ */
 class TableForwarder implements DnsForwarding {
   readonly asked: string[] = [];
   constructor(readonly answer: (q: Decoded, bytes: Uint8Array) => ForwardResult) {}
@@ -16,6 +20,14 @@ class TableForwarder implements DnsForwarding {
     const decoded = decode(q);
     this.asked.push(decoded.questions?.[0]?.name ?? '');
     return Promise.resolve(this.answer(decoded, q));
+  }
+}
+
+class ThrowingForwarder implements DnsForwarding {
+  constructor(readonly how: 'throw' | 'reject') {}
+  forward(): Promise<ForwardResult> {
+    if (this.how === 'throw') throw new Error('Broken forwarder');
+    return Promise.reject(new Error('Broken forwarder'));
   }
 }
 
@@ -256,6 +268,15 @@ describe('resolver: negative answers', () => {
     expect(r.id).toBe(0x1234);
     expect(r.questions?.[0]?.name).toBe('unreachable.example');
     expect(resolver.counters.get('dns_responses_servfail')).toBe(1);
+  });
+
+  it('answers SERVFAIL when the forwarder throws or rejects', async () => {
+    for (const how of ['throw', 'reject'] as const) {
+      const resolver = new DnsResolver({ records: swarmRecords(), rng: new SeededRng(1), forwarder: new ThrowingForwarder(how) });
+      const r = decode(await outcomeBytes(resolver.handle(query('example.com', 'A', { id: 3 }), HOST_CLIENT)));
+      expect(r.rcode).toBe('SERVFAIL');
+      expect(r.id).toBe(3);
+    }
   });
 
   it('answers SERVFAIL for other names when there is no forwarder', () => {
