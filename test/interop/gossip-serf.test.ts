@@ -59,6 +59,11 @@ class Proc {
     });
   }
 
+  /** The last lines of output, for failure messages. */
+  tail(): string {
+    return `${this.label} output: ${JSON.stringify(this.lines.slice(-15))} stderr: ${this.stderr.slice(-1500)}`;
+  }
+
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
@@ -187,11 +192,26 @@ for (const suite of SUITES) {
       return p;
     }
 
+    /** Waits for a serf agent to answer, failing early with its output when it exited (a port in use, say). */
+    async function serfUp(p: Proc, rpcPort: number, ok: (m: SerfMember[]) => boolean): Promise<void> {
+      await eventually(
+        `${p.label} to answer RPC`,
+        async () => {
+          if (!p.running) throw new Error(`${p.label} exited: ${p.tail()}`);
+          return serfMembers(rpcPort);
+        },
+        ok,
+        20_000,
+      ).catch((e: unknown) => {
+        throw new Error(`${e instanceof Error ? e.message : String(e)}; ${p.tail()}`);
+      });
+    }
+
     beforeAll(async () => {
       serf = [startSerf(0)];
-      await eventually(`${s[0]} to answer RPC`, () => serfMembers(suite.rpcPorts[0]), (m) => m.length === 1, 20_000);
+      await serfUp(serf[0]!, suite.rpcPorts[0], (m) => m.length === 1);
       serf.push(startSerf(1));
-      await eventually(`${s[1]} to join ${s[0]}`, () => serfMembers(suite.rpcPorts[0]), (m) => statusOf(m, s[1]) === 'alive', 20_000);
+      await serfUp(serf[1]!, suite.rpcPorts[0], (m) => statusOf(m, s[1]) === 'alive');
       const nodeKey = suite.encrypt ? key : undefined;
       const [p0, p1, p2] = suite.shoalPorts;
       // Joins in every direction: shoal → serf, shoal → shoal, and a shoal node seeded by the second agent.
