@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { FUZZ_RUNS } from '../helpers/fuzz.js';
 import { Forwarder, type ForwardResult, type TcpExchange, type UpstreamServer, type UpstreamTransport } from '../../src/dns/forwarder.js';
 import { questionEnd } from '../../src/dns/message.js';
 import { DnsResolver } from '../../src/dns/resolver.js';
@@ -245,6 +247,29 @@ describe('forwarder', () => {
     expect(upstream.udp).toHaveLength(2);
     expect(forwarder.outstanding).toBe(2);
     expect(forwarder.counters.get('dns_forward_rejected_capacity')).toBe(1);
+  });
+
+  it('ignores any bytes an upstream sends, and still takes the real answer after them', async () => {
+    const { upstream, forward, forwarder } = setup();
+    const pending = forward(query('example.com'));
+    const sent = upstream.last().message;
+    const id = Buffer.from(sent).readUInt16BE(0);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 80 }), fc.boolean(), (junk, withId) => {
+        const bytes = Buffer.from(junk);
+        // Half the time the junk carries the right ID, so it reaches the question check.
+        if (withId && bytes.length >= 2) bytes.writeUInt16BE(id, 0);
+        if (withId && bytes.length >= 4) bytes[2] = (bytes[2]! & 0xfd) | 0x80; // QR set, TC clear
+        if (withId && bytes.length >= 6) bytes.writeUInt16BE(1, 4);
+        upstream.reply(NS1, bytes);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    // Junk that happened to be a well-formed answer to the question would have settled it; none can be.
+    expect(pending.result).toBeUndefined();
+    expect(forwarder.counters.get('dns_forward_ignored_responses')).toBe(FUZZ_RUNS);
+    upstream.reply(NS1, upstreamAnswer(sent, A_ANSWER('example.com')));
+    expect((await pending.done).ok).toBe(true);
   });
 
   it('fails at once without upstream servers', async () => {

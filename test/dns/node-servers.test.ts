@@ -287,6 +287,26 @@ describe('forwarding over real sockets', () => {
     expect(full.id).toBe(13);
     expect(full.answers).toHaveLength(60);
   });
+
+  it('answers SERVFAIL when the upstream truncates over UDP and refuses TCP', async () => {
+    // An upstream on 127.0.0.1:19022 that answers every UDP query with TC and has no TCP listener.
+    const udp = dgram.createSocket('udp4');
+    udp.on('message', (msg, rinfo) => udp.send(upstreamAnswer(msg, [], { flags: 0x8180 | 0x0200 }), rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => udp.bind(19022, HOST, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => udp.close(() => resolve())));
+    const transport = await openUpstreamTransport({ bindAddress: HOST });
+    const forwarder = new Forwarder({ servers: [{ address: HOST, port: 19022 }], transport, clock: new RealClock(), rng: new SeededRng(2), attempts: 1 });
+    cleanups.push(() => forwarder.close());
+    const resolver = new DnsResolver({ records: swarmRecords(), rng: new SeededRng(1), forwarder });
+    const server = await startUdpDnsServer({ address: HOST, port: 19023, handler: resolver });
+    cleanups.push(() => server.close());
+    const client = await udpClient();
+    client.send(query('big.example', 'A', { id: 21 }), server.port);
+    const r = decode(await client.next());
+    expect(r.id).toBe(21);
+    expect(r.rcode).toBe('SERVFAIL');
+    expect(forwarder.counters.get('dns_forward_tcp_errors')).toBe(1);
+  });
 });
 
 describe('startEmbeddedDns', () => {
