@@ -246,6 +246,7 @@ export class ClusterNode {
       await saveSwarmNode(this.config.dataDir, files);
       this.#files = files;
       this.#logger.info({ node: answer.NodeID, role: answer.Role, manager: remote }, 'joined the swarm');
+      await this.#syncFollowerListener();
       this.#scheduleHeartbeat(0);
     });
   }
@@ -296,6 +297,7 @@ export class ClusterNode {
       this.#logger.info({ node: files.state.nodeId, nodes: manager.active ? manager.listNodes().length : 0 }, 'resumed as leader');
     } else {
       this.#logger.info({ node: files.state.nodeId, role: files.state.role }, 'resumed swarm membership');
+      await this.#syncFollowerListener();
       this.#scheduleHeartbeat(0);
     }
   }
@@ -427,6 +429,39 @@ export class ClusterNode {
     }
     await saveSwarmNode(this.config.dataDir, next);
     this.#files = next;
+    if (next.certPem !== files.certPem) await this.#syncFollowerListener();
+  }
+
+  /**
+   * A manager that does not hold the store still listens on its 2377, as every swarm manager
+   * does, so that the join command it prints (`swarm join-token` shows this manager's
+   * address) works: it serves the CA and relays joins to the leader. Other calls it refuses
+   * with the leader's address: nodes send them to the leader, which is first in their list.
+   * (Re)started with the current certificate after every renewal; stopped on demotion.
+   */
+  async #syncFollowerListener(): Promise<void> {
+    await this.#rpc?.close();
+    this.#rpc = undefined;
+    const files = this.#files;
+    if (!files || files.state.leader || files.state.role !== 'manager') return;
+    const leader = files.state.managers[0];
+    const notLeader = (): never => {
+      throw new UnavailableError(`This manager does not hold the swarm's store: send this call to the leader${leader ? ` at ${leader}` : ''}`);
+    };
+    const { host, port } = splitHostPort(files.state.listenAddr);
+    try {
+      this.#rpc = await startRpcServer(host, port, { keyPem: files.keyPem, certPem: files.certPem, caPem: files.caPem }, {
+        authenticate: notLeader,
+        handle: async (route, body) => {
+          if (route === 'GET /ca') return files.caPem;
+          if (route !== 'POST /join' || !leader) return notLeader();
+          return rpcCall(leader, 'POST', '/join', body, { mode: 'ca-only', caPem: files.caPem });
+        },
+      });
+      this.#logger.info({ listen: files.state.listenAddr }, 'manager listening (relaying joins to the leader)');
+    } catch (error) {
+      this.#logger.warn({ listen: files.state.listenAddr, reason: (error as Error).message }, 'cannot listen on the manager port');
+    }
   }
 
   async #stopRole(): Promise<void> {

@@ -211,6 +211,12 @@ describeInterop(
       await ok(45, ['swarm', 'leave', '--force']);
       const refused = await docker(45, ['swarm', 'join', '--token', workerToken, `127.0.0.41:${rpcPort(41)}`]);
       expect(refused.stderr.trim()).toBe('Error response from daemon: A valid join token is necessary to join this cluster');
+
+      // The other manager prints its own address in the join command, and a join sent there works.
+      const fromSecond = await ok(44, ['swarm', 'join-token', 'worker']);
+      expect(fromSecond).toContain(`docker swarm join --token ${fresh} 127.0.0.44:${rpcPort(44)}`);
+      expect(await ok(45, ['swarm', 'join', '--token', fresh, `127.0.0.44:${rpcPort(44)}`])).toBe('This node joined a swarm as a worker.\n');
+      expect((await nodeTable(41))['node-45']).toEqual(['Ready', 'Active', '']);
       workerToken = fresh;
     });
 
@@ -281,7 +287,7 @@ describeInterop(
       const down = await waitForTable(41, (t) => t['node-42']?.[0] === 'Down');
       expect(down['node-42']?.[0]).toBe('Down');
       expect(await ok(41, ['node', 'rm', 'node-42'])).toBe('node-42\n');
-      expect(Object.keys(await nodeTable(41)).sort()).toEqual(['node-41', 'node-43', 'node-44']);
+      expect(Object.keys(await nodeTable(41)).sort()).toEqual(['node-41', 'node-43', 'node-44', 'node-45']);
 
       const refused = await docker(41, ['swarm', 'leave']);
       expect(refused.code).toBe(1);
