@@ -366,8 +366,9 @@ export function writePushPull(w: MsgpackWriter, p: PushPull): void {
 }
 
 /**
- * Reads a push/pull body after its type byte. Raises 'truncated' while parts are missing (the
- * stream reader waits for more), and 'too-large' (as a bad-field) is left to the caller's bounds.
+ * Reads a whole push/pull body after its type byte. Raises MsgpackFailure('truncated') while
+ * parts are missing; returns 'too-large' when the header announces more user state than
+ * `maxUserState`. Byte fields and the user state share `r.bytes`' memory.
  */
 export function readPushPull(r: MsgpackReader, maxUserState: number): PushPull | 'too-large' {
   const h = readPushPullHeader(r);
