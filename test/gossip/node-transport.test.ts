@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { ManualClock, RealClock } from '../../src/lib/clock.js';
 import { ClosedError, ConnectionRefusedError, ConnectionTimedOutError, GossipSocketError, InvalidArgumentError } from '../../src/lib/errors.js';
 import { NodeTransport } from '../../src/gossip/node-transport.js';
@@ -231,6 +232,27 @@ describe('NodeTransport', () => {
     await expect(NodeTransport.bind({ host: '127.0.0.1', port: a.localAddress.port, clock: new RealClock() })).rejects.toBeInstanceOf(GossipSocketError);
     await expect(NodeTransport.bind({ host: 'localhost', port: 0, clock: new RealClock() })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(NodeTransport.bind({ host: '127.0.0.1', port: 70000, clock: new RealClock() })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((a) => a.address === '::1'));
+
+  it.skipIf(!hasIpv6Loopback)('works over IPv6 (::1)', async () => {
+    const a = await bind({ host: '::1' });
+    const b = await bind({ host: '::1' });
+    expect(a.localAddress.host).toBe('::1');
+    const got = next<Packet>((deliver) => b.setHandlers({ onPacket: deliver, onStream: () => {} }));
+    a.sendPacket(b.localAddress, Uint8Array.of(4, 2));
+    const p = await got;
+    expect({ from: p.from, bytes: [...p.buf] }).toEqual({ from: a.localAddress, bytes: [4, 2] });
+    const accepted = acceptOne(b);
+    const client = a.openStream(b.localAddress);
+    client.write(Uint8Array.of(9));
+    const server = await accepted;
+    const rec = record(server);
+    client.end();
+    await rec.endedOrClosed;
+    expect([...rec.bytes()]).toEqual([9]);
+    expect(server.remote.host).toBe('::1');
   });
 
   it('advertises the given address when bound to a wildcard', async () => {
