@@ -69,8 +69,7 @@ import { BroadcastQueue } from './broadcast-queue.js';
 import { failedProbeAwarenessDelta, pushPullScale } from './formulas.js';
 import { ipToBytes, ipToString } from './ip.js';
 import { type Member, type MemberEvent, type NodeRecord, MembershipState, STATE_VALUES, isDeadOrLeft, memberOf } from './state.js';
-import type { GossipAddress, Packet, Stream } from './transport.js';
-import type { Transport } from './transport.js';
+import type { GossipAddress, Packet, Stream, Transport } from './transport.js';
 
 export type { Member, MemberEvent, MemberEventType, MemberStateName } from './state.js';
 
@@ -1078,8 +1077,13 @@ export class Memberlist {
       handlers.onDone(error);
     };
     const deadline = this.#after(Math.max(0, deadlineMs), () => {
+      // After our reply we only linger for the peer to read it and close: not a timeout.
+      if (settled) {
+        finish(settledError);
+        return;
+      }
       this.counters.inc('gossip_stream_timeout');
-      finish(settledError ?? new TimeoutError(`Stream with ${formatAddress(stream.remote)} timed out`));
+      finish(new TimeoutError(`Stream with ${formatAddress(stream.remote)} timed out`));
     });
     const judge = (r: ReturnType<StreamReader['push']>): void => {
       if (r.status === 'incomplete' || settled || finished) return;

@@ -190,6 +190,17 @@ describe('hostile streams', () => {
     t.sim.shutdown();
   });
 
+  it('an encrypted stream announcing 4 GiB is refused as too large without waiting for it', async () => {
+    const t = await target(KEY);
+    const { reply, closed } = await stream(t, Uint8Array.of(10, 0xff, 0xff, 0xff, 0xff, 1, 2, 3), false);
+    expect(closed).toBe(true);
+    const r = decodeStream(reply, { keyring: KEY });
+    expect(r.ok && r.value.type === 'err' && r.value.body.error).toBe('Failed to read stream: too-large');
+    expect(t.victim.ml.counters.get('gossip_rx_dropped_too_large')).toBe(1);
+    expect(t.victim.ml.counters.get('gossip_stream_timeout')).toBe(0);
+    t.sim.shutdown();
+  });
+
   it('plaintext to an encrypting node is refused as not encrypted', async () => {
     const t = await target(KEY);
     const { closed } = await stream(t, encodeStream(PING as Extract<Message, { type: 'ping' }>));

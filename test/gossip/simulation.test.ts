@@ -64,6 +64,25 @@ describe('simulation: failure detection', () => {
 });
 
 
+describe('simulation: duplication and reordering', () => {
+  it('duplicated, reordered packets neither stall convergence nor kill anyone; a real failure is still found', async () => {
+    await forSeeds(seeds(600), async (seed) => {
+      const sim = new Sim({ seed, network: { duplicateRate: 0.1, minDelayMs: 1, maxDelayMs: 80 } });
+      await sim.startCluster(20);
+      expect(await sim.run(30_000, () => sim.converged())).toBeDefined();
+      await sim.run(120_000, () => false, 1000);
+      for (const n of sim.nodes) expect(n.events.filter((e) => e.type === 'dead')).toEqual([]);
+      expect(sim.net.stats.packetsDelivered).toBeGreaterThan(sim.net.stats.packetsSent);
+      const victim = sim.nodes[7]!;
+      victim.ml.shutdown();
+      const { maxMs } = suspicionBounds(LAN_CONFIG.suspicionMult, LAN_CONFIG.suspicionMaxTimeoutMult, 20, LAN_CONFIG.probeIntervalMs);
+      const allDead = (): boolean => sim.live().every((n) => n.ml.member(victim.name)?.state === 'dead');
+      expect(await sim.run(20 * 1000 + maxMs + DISSEMINATION_MS, allDead)).toBeDefined();
+      sim.shutdown();
+    });
+  });
+});
+
 describe('simulation: partitions', () => {
   it('two halves that declared each other dead merge again after the partition heals', async () => {
     await forSeeds(seeds(400), async (seed) => {
