@@ -44,7 +44,7 @@ describe('shoal swarm and node verbs', () => {
   });
 
   it('init, join-token, join, node ls, update, inspect, rm, leave', async () => {
-    const init = await shoal(49, ['swarm', 'init', '--advertise-addr', '127.0.0.49', '--listen-addr', '127.0.0.49:23779', '--dispatcher-heartbeat', '0.5']);
+    const init = await shoal(49, ['swarm', 'init', '--advertise-addr', '127.0.0.49', '--listen-addr', '127.0.0.49:23779', '--dispatcher-heartbeat', '2']);
     expect(init.stderr).toBe('');
     expect(init.stdout).toMatch(/^Swarm initialized: current node \([0-9a-z]{25}\) is now a manager\.\n\nTo add a worker to this swarm, run the following command:\n\n {4}shoal swarm join --token SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25} 127\.0\.0\.49:23779\n\n/);
 
@@ -68,7 +68,7 @@ describe('shoal swarm and node verbs', () => {
     expect(fromWorker.stderr).toMatch(/^Error response from daemon: This node is not a swarm manager\. Worker nodes can't be used/);
 
     const [swarm] = JSON.parse((await shoal(49, ['swarm', 'inspect'])).stdout) as { Spec: { Dispatcher: { HeartbeatPeriod: number } } }[];
-    expect(swarm?.Spec.Dispatcher.HeartbeatPeriod).toBe(500_000_000);
+    expect(swarm?.Spec.Dispatcher.HeartbeatPeriod).toBe(2_000_000_000);
 
     // A live worker removed by force learns it at its next heartbeat and leaves the swarm.
     expect((await shoal(49, ['node', 'rm', 'cli-40'])).stderr).toMatch(/^Error response from daemon: node [0-9a-z]{25} is not down and can't be removed\n$/);

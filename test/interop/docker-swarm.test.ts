@@ -94,7 +94,7 @@ describeInterop(
     let workerToken = '';
 
     it('swarm init makes the first manager and prints the worker join command', async () => {
-      const out = await ok(41, ['swarm', 'init', '--advertise-addr', '127.0.0.41', '--listen-addr', `127.0.0.41:${rpcPort(41)}`, '--dispatcher-heartbeat', '1s']);
+      const out = await ok(41, ['swarm', 'init', '--advertise-addr', '127.0.0.41', '--listen-addr', `127.0.0.41:${rpcPort(41)}`, '--dispatcher-heartbeat', '2s']);
       expect(out).toMatch(/^Swarm initialized: current node \([0-9a-z]{25}\) is now a manager\.$/m);
       expect(out).toMatch(new RegExp(`^    docker swarm join --token SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25} 127\\.0\\.0\\.41:${rpcPort(41)}$`, 'm'));
       const again = await docker(41, ['swarm', 'init']);
