@@ -93,6 +93,17 @@ describeInterop(
 
     let workerToken = '';
 
+    it('swarm init refuses bad input with a clean 400 message', async () => {
+      const badAddr = await docker(41, ['swarm', 'init', '--advertise-addr', '300.1.2.3']);
+      expect(badAddr.code).toBe(1);
+      expect(badAddr.stderr.trim()).toBe(
+        'Error response from daemon: invalid AdvertiseAddr "300.1.2.3": expected an IPv4 address with an optional port (interface names are not supported)',
+      );
+      const shortCerts = await docker(41, ['swarm', 'init', '--listen-addr', `127.0.0.41:${rpcPort(41)}`, '--cert-expiry', '30m']);
+      expect(shortCerts.stderr.trim()).toBe('Error response from daemon: node certificate expiry must be at least 1h0m0s');
+      expect(await ok(41, ['info', '--format', '{{.Swarm.LocalNodeState}}'])).toBe('inactive\n');
+    });
+
     it('swarm init makes the first manager and prints the worker join command', async () => {
       const out = await ok(41, ['swarm', 'init', '--advertise-addr', '127.0.0.41', '--listen-addr', `127.0.0.41:${rpcPort(41)}`, '--dispatcher-heartbeat', '2s']);
       expect(out).toMatch(/^Swarm initialized: current node \([0-9a-z]{25}\) is now a manager\.$/m);
@@ -142,6 +153,8 @@ describeInterop(
       expect((await nodeTable(41))['node-42']).toEqual(['Ready', 'Drain', '']);
       const spec = JSON.parse(await ok(41, ['node', 'inspect', '--format', '{{json .Spec}}', 'node-42'])) as unknown;
       expect(spec).toEqual({ Labels: { zone: 'b' }, Role: 'worker', Availability: 'drain' });
+      expect(await ok(41, ['node', 'update', '--label-add', 'rack=7', '--label-rm', 'zone', 'node-42'])).toBe('node-42\n');
+      expect(await ok(41, ['node', 'inspect', '--format', '{{json .Spec.Labels}}', 'node-42'])).toBe('{"rack":"7"}\n');
       const bad = await docker(41, ['node', 'update', '--availability', 'drain', 'no-such-node']);
       expect(bad.stderr.trim()).toBe('Error response from daemon: node no-such-node not found');
     });
