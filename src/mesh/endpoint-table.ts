@@ -125,6 +125,8 @@ export class EndpointTable {
   readonly #maxDeadNodes: number;
   #replication: MeshReplication | undefined;
   readonly #entries = new Map<string, Entry>();
+  /** Live rows by service: the router asks for one service's rows on every connection. */
+  readonly #live = new Map<string, Map<string, EndpointRow>>();
   readonly #dead = new Map<string, number>();
   readonly #listeners = new Set<TableListener>();
   #ltime = 0;
@@ -203,8 +205,9 @@ export class EndpointTable {
 
   /** Live rows, of one service or of all; in no particular order. */
   endpoints(service?: string): EndpointRow[] {
+    if (service !== undefined) return [...(this.#live.get(service)?.values() ?? [])];
     const out: EndpointRow[] = [];
-    for (const e of this.#entries.values()) if (!e.v.deleted && (service === undefined || e.v.row.service === service)) out.push(e.v.row);
+    for (const rows of this.#live.values()) out.push(...rows.values());
     return out;
   }
 
@@ -216,7 +219,7 @@ export class EndpointTable {
   /** Live rows. */
   get size(): number {
     let n = 0;
-    for (const e of this.#entries.values()) if (!e.v.deleted) n++;
+    for (const rows of this.#live.values()) n += rows.size;
     return n;
   }
 
@@ -269,7 +272,7 @@ export class EndpointTable {
     let dropped = 0;
     for (const [key, e] of [...this.#entries]) {
       if (e.v.row.node !== node) continue;
-      this.#entries.delete(key);
+      this.#forget(key);
       if (!e.v.deleted) {
         dropped++;
         this.#emit({ type: 'removed', row: e.v.row });
@@ -320,7 +323,27 @@ export class EndpointTable {
   #store(key: string, v: VersionedRow): void {
     const reapAt = v.deleted ? this.#clock.now() + this.#tombstoneTtlMs : Infinity;
     this.#entries.set(key, { v, reapAt });
+    this.#index(key, v);
     if (v.deleted) this.#scheduleReap();
+  }
+
+  #index(key: string, v: VersionedRow | undefined, service = v?.row.service): void {
+    if (service === undefined) return;
+    let rows = this.#live.get(service);
+    if (v && !v.deleted) {
+      if (!rows) this.#live.set(service, (rows = new Map()));
+      rows.set(key, v.row);
+    } else if (rows) {
+      rows.delete(key);
+      if (rows.size === 0) this.#live.delete(service);
+    }
+  }
+
+  #forget(key: string): void {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    this.#entries.delete(key);
+    this.#index(key, undefined, e.v.row.service);
   }
 
   #merge(incoming: VersionedRow): void {
@@ -393,7 +416,7 @@ export class EndpointTable {
       }
     }
     if (oldestKey === undefined) return false;
-    this.#entries.delete(oldestKey);
+    this.#forget(oldestKey);
     this.counters.inc('mesh_table_tombstones_evicted');
     return true;
   }
@@ -430,7 +453,7 @@ export class EndpointTable {
       const now = this.#clock.now();
       for (const [key, e] of [...this.#entries]) {
         if (e.v.deleted && e.reapAt <= now) {
-          this.#entries.delete(key);
+          this.#forget(key);
           this.counters.inc('mesh_table_tombstones_reaped');
         }
       }

@@ -84,6 +84,8 @@ export class MeshRouter {
   readonly #log: Logger;
   readonly #active = new Set<Duplex>();
   readonly #unsubscribe: () => void;
+  /** upstreams() per service, target and protocol, until the table changes: the hot path reads it per connection. */
+  readonly #cache = new Map<string, readonly Upstream[]>();
 
   constructor(options: MeshRouterOptions) {
     this.#table = options.table;
@@ -96,6 +98,7 @@ export class MeshRouter {
     this.#log = (options.logger ?? silentLogger).child({ component: 'mesh-router' });
     this.balancer = new Balancer({ clock: options.clock, rng: options.rng, ...options.balancer });
     this.#unsubscribe = this.#table.subscribe((e) => {
+      this.#cache.clear();
       if (e.type === 'removed') this.balancer.forget(rowKey(e.row.service, e.row.taskId));
     });
   }
@@ -109,7 +112,10 @@ export class MeshRouter {
    * The endpoints a new connection to `service`'s `target` port may go to: routable rows that
    * serve that port, local ones always, remote ones when a remote connector is set.
    */
-  upstreams(service: string, target: number, protocol: PortProtocol = 'tcp'): Upstream[] {
+  upstreams(service: string, target: number, protocol: PortProtocol = 'tcp'): readonly Upstream[] {
+    const cacheKey = `${protocol}/${target}/${service}`;
+    const cached = this.#cache.get(cacheKey);
+    if (cached) return cached;
     const out: Upstream[] = [];
     const nodeName = this.#table.nodeName;
     for (const row of this.#table.endpoints(service)) {
@@ -126,6 +132,8 @@ export class MeshRouter {
         port: local ? port.hostPort : port.target,
       });
     }
+    // Bounded by the number of published ports (every key is one of them, or a test's query).
+    if (this.#cache.size < 4096) this.#cache.set(cacheKey, out);
     return out;
   }
 

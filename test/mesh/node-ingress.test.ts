@@ -233,6 +233,23 @@ describe('ingress, balancer and local relay', () => {
   });
 });
 
+describe('junk', () => {
+  it('random bytes on the TCP and UDP published ports harm nothing: the next request is served', async () => {
+    const rng = new SeededRng(77);
+    for (let i = 0; i < 20; i++) {
+      const s = await dial(i % 2 ? WEB.published : EMPTY.published);
+      s.on('error', () => undefined);
+      s.end(rng.fill(new Uint8Array(1 + rng.int(4096))));
+      await drain(s);
+    }
+    const c = createSocket('udp4');
+    cleanups.push(() => c.close());
+    for (let i = 0; i < 20; i++) c.send(rng.fill(new Uint8Array(1 + rng.int(1400))), DNS.published, HOST);
+    const r = await httpGet(HOST, WEB.published);
+    expect(r.status).toBe(200);
+  });
+});
+
 describe('active health through the real probe', () => {
   it('a task that stops answering its HTTP check leaves the balancer; back when it answers again', async () => {
     const t = await startWhoami({ port: 0, service: 'checked', task: 'c1', node: 'n1' });
