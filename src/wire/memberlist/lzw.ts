@@ -59,15 +59,34 @@ class BitWriter {
   }
 }
 
+/**
+ * The writer's dictionary, shared by every call (JavaScript runs one call at a time and
+ * lzwCompress never re-enters): open addressing over `(prefix code << 8 | byte) → code`, sized
+ * as Go's (4 × 4096 slots). A slot counts only when its generation is the current one, so a
+ * table reset is one increment instead of clearing 16384 slots.
+ */
+const TABLE_SIZE = 4 << MAX_WIDTH;
+const TABLE_MASK = TABLE_SIZE - 1;
+const tableKeys = new Int32Array(TABLE_SIZE);
+const tableCodes = new Uint16Array(TABLE_SIZE);
+const tableGen = new Uint32Array(TABLE_SIZE);
+let generation = 0;
+
+function resetTable(): void {
+  generation++;
+  if (generation === 0xffff_ffff) {
+    tableGen.fill(0);
+    generation = 1;
+  }
+}
+
 /** Compresses `input` into a Go-identical LZW stream (LSB, literal width 8). Never throws. */
 export function lzwCompress(input: Uint8Array): Uint8Array {
   const w = new BitWriter((input.length >> 1) + 16);
   let width = LIT_WIDTH + 1;
   let hi = EOF; // the last code assigned; the next entry gets hi + 1
   let overflow = 1 << width;
-  // key = prefix code * 256 + next byte → code. Only the mapping matters for the output, not
-  // Go's open-addressing layout.
-  const table = new Map<number, number>();
+  resetTable();
 
   // Go's incHi (compress/lzw writer.go): returns false when it ran out of codes and reset.
   const incHi = (): boolean => {
@@ -81,7 +100,7 @@ export function lzwCompress(input: Uint8Array): Uint8Array {
       width = LIT_WIDTH + 1;
       hi = EOF;
       overflow = 1 << width;
-      table.clear();
+      resetTable();
       return false;
     }
     return true;
@@ -92,17 +111,25 @@ export function lzwCompress(input: Uint8Array): Uint8Array {
   w.write(CLEAR, width);
   if (input.length > 0) {
     let code = input[0]!;
-    for (let i = 1; i < input.length; i++) {
+    outer: for (let i = 1; i < input.length; i++) {
       const literal = input[i]!;
-      const key = code * 256 + literal;
-      const hit = table.get(key);
-      if (hit !== undefined) {
-        code = hit;
-        continue;
+      const key = (code << 8) | literal;
+      let h = ((key >>> 12) ^ key) & TABLE_MASK;
+      while (tableGen[h] === generation) {
+        if (tableKeys[h] === key) {
+          code = tableCodes[h]!;
+          continue outer;
+        }
+        h = (h + 1) & TABLE_MASK;
       }
       w.write(code, width);
       code = literal;
-      if (incHi()) table.set(key, hi);
+      if (incHi()) {
+        // `h` is the free slot the probe above stopped at; incHi did not reset the table.
+        tableGen[h] = generation;
+        tableKeys[h] = key;
+        tableCodes[h] = hi;
+      }
     }
     w.write(code, width);
     incHi();
@@ -110,6 +137,12 @@ export function lzwCompress(input: Uint8Array): Uint8Array {
   w.write(EOF, width);
   return w.finish();
 }
+
+/** The reader's tables, shared by every call (see the writer's). */
+const decodePrefix = new Uint16Array(1 << MAX_WIDTH);
+const decodeSuffix = new Uint8Array(1 << MAX_WIDTH);
+/** One string is at most 4096 bytes long; it is assembled backwards here. */
+const decodeStack = new Uint8Array(1 << MAX_WIDTH);
 
 /** Why a stream did not decompress. */
 export type LzwError = 'bad-compression' | 'too-large';
@@ -121,10 +154,11 @@ export type LzwError = 'bad-compression' | 'too-large';
  * small hostile input cannot expand without bound). Never throws.
  */
 export function lzwDecompress(input: Uint8Array, maxOutput: number): Result<Uint8Array, LzwError> {
-  const prefix = new Uint16Array(1 << MAX_WIDTH);
-  const suffix = new Uint8Array(1 << MAX_WIDTH);
-  // One string is at most 4096 bytes long; it is assembled backwards here.
-  const stack = new Uint8Array(1 << MAX_WIDTH);
+  // Entries are always written before they are read (a code above `hi` is refused), so the
+  // shared tables need no clearing between calls, which never overlap.
+  const prefix = decodePrefix;
+  const suffix = decodeSuffix;
+  const stack = decodeStack;
   let out = new Uint8Array(Math.min(maxOutput, Math.max(64, input.length * 3)));
   let o = 0;
   let width = LIT_WIDTH + 1;
@@ -145,8 +179,8 @@ export function lzwDecompress(input: Uint8Array, maxOutput: number): Result<Uint
       next.set(out.subarray(0, o));
       out = next;
     }
-    out.set(stack.subarray(from), o);
-    o += n;
+    // A byte loop: most strings are a few bytes, where subarray() + set() cost more than the copy.
+    for (let k = from; k < stack.length; k++) out[o++] = stack[k]!;
     return true;
   };
 

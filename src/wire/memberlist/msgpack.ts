@@ -33,8 +33,22 @@ const MAX_DEPTH = 64;
 const utf8 = new TextDecoder('utf-8');
 const utf8Encoder = new TextEncoder();
 
-/** Decodes Go string bytes: Go strings are arbitrary bytes, invalid UTF-8 becomes U+FFFD. */
+/**
+ * Decodes Go string bytes: Go strings are arbitrary bytes, invalid UTF-8 becomes U+FFFD.
+ * Short ASCII (every struct key, most node names) skips TextDecoder, whose per-call cost
+ * dominated message decoding.
+ */
 export function decodeUtf8(bytes: Uint8Array): string {
+  const n = bytes.length;
+  if (n <= 32) {
+    let s = '';
+    for (let i = 0; i < n; i++) {
+      const c = bytes[i]!;
+      if (c >= 0x80) return utf8.decode(bytes);
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
   return utf8.decode(bytes);
 }
 
