@@ -77,7 +77,18 @@ const TIMESTAMP_OPTION_LEN = 12;
 /** The least time between ACKs to unacceptable bare segments (Linux: tcp_invalid_ratelimit). */
 const OOW_ACK_INTERVAL_MS = 100;
 
+/** Per-connection counts, for metrics and benchmarks. */
+export interface TcpConnectionStats {
+  segmentsSent: number;
+  segmentsReceived: number;
+  /** Segments sent again (timeouts, fast retransmits and SACK recovery). */
+  retransmits: number;
+  timeouts: number;
+  recoveries: number;
+}
+
 export class TcpConnection {
+  readonly stats: TcpConnectionStats = { segmentsSent: 0, segmentsReceived: 0, retransmits: 0, timeouts: 0, recoveries: 0 };
   readonly tuple: TcpFourTuple;
   readonly config: TcpConfig;
   /** Who opened it: passive connections come from a listener. */
@@ -404,6 +415,7 @@ export class TcpConnection {
    */
   process(seg: TcpRepr, payload: Uint8Array, now: number): void {
     this.#now = now;
+    this.stats.segmentsReceived++;
     switch (this.#state) {
       case 'CLOSED':
         return; // The stack answers for closed connections.
@@ -737,6 +749,7 @@ export class TcpConnection {
     this.#cwnd = this.#ssthresh;
     this.#recover = this.#sndMax;
     this.#inRecovery = true;
+    this.stats.recoveries++;
     this.#retransmitted.clear();
     this.#rttSeq = undefined;
     this.#rtxFirst = true;
@@ -862,6 +875,7 @@ export class TcpConnection {
       return;
     }
     this.#retries++;
+    this.stats.timeouts++;
     this.#rtt.backOff(); // RFC 6298 §5.5
     this.#rttSeq = undefined; // Karn: nothing retransmitted is timed.
     if (handshake) {
@@ -1044,7 +1058,10 @@ export class TcpConnection {
     } else if (!isNew && this.#rttSeq !== undefined && seqLt(seq, this.#rttSeq)) {
       this.#rttSeq = undefined;
     }
-    if (!isNew) this.#tsRetransmitFloor = this.#tsNow();
+    if (!isNew) {
+      this.#tsRetransmitFloor = this.#tsNow();
+      this.stats.retransmits++;
+    }
     this.#transmit(flags, seq, seqDiff(seq, this.#dataSeq0), len, false);
     if (seqGt(end, this.#sndNxt)) this.#sndNxt = end;
     this.#sndMax = seqMax(this.#sndMax, end);
@@ -1100,6 +1117,7 @@ export class TcpConnection {
       this.#ackAt = Infinity;
       this.#unackedSegments = 0;
     }
+    this.stats.segmentsSent++;
     this.#host.transmit(this, repr, payloadOffset, payloadLen);
   }
 

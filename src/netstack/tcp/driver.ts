@@ -86,7 +86,10 @@ export class TcpDriver {
       this.#kick();
       return;
     }
-    if (at === this.#timerAt) return;
+    // A timer already due sooner is kept: when it fires, the poll finds nothing due and the
+    // next reschedule arms the later deadline. Re-arming on every ACK (each moves the RTO
+    // deadline, RFC 6298 §5.3) would cost a timer cancel and create per segment.
+    if (at === this.#timerAt || (at !== Infinity && this.#timerAt <= at)) return;
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#timerAt = at;
