@@ -77,6 +77,8 @@ export class ClusterNode {
   #store: LogStore | undefined;
   #rpc: RpcServer | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Whether the last heartbeat failed: failures are logged when they start and end, not each time. */
+  #heartbeatFailing = false;
   #liveness: NodeLiveness | undefined;
   /** init/join/leave and role changes run one at a time. */
   #busy: Promise<unknown> = Promise.resolve();
@@ -392,6 +394,8 @@ export class ClusterNode {
     try {
       const answer = (await this.#callManagers(files, '/heartbeat', {})) as { PeriodMs: number; Role: NodeRole; Managers: string[] };
       periodMs = answer.PeriodMs;
+      if (this.#heartbeatFailing) this.#logger.info({ manager: files.state.managers[0] }, 'heartbeats reach the manager again');
+      this.#heartbeatFailing = false;
       const renew = answer.Role !== files.state.role || certificateNeedsRenewal(files.certPem, Date.now());
       if (renew || answer.Managers.join() !== files.state.managers.join()) {
         await this.#exclusive(() => this.#adopt(answer.Role, answer.Managers, renew));
@@ -405,7 +409,8 @@ export class ClusterNode {
         });
         return;
       }
-      this.#logger.warn({ reason: (error as Error).message }, 'heartbeat failed');
+      if (!this.#heartbeatFailing) this.#logger.warn({ reason: (error as Error).message }, 'heartbeats to the managers fail');
+      this.#heartbeatFailing = true;
     }
     if (this.#files === files || this.#files?.state.nodeId === files.state.nodeId) {
       this.#scheduleHeartbeat(periodMs * (0.9 + 0.2 * this.#rng.float()));

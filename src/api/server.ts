@@ -45,7 +45,8 @@ export async function serveApi(backend: ApiBackend, socketPath: string, tcp?: { 
     throw new InvalidArgumentError(`The API's TCP listener is unauthenticated: it binds loopback (127.0.0.0/8) only, not ${tcp.host}`);
   }
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    void serve(backend, req, res);
+    // serve() answers every failure itself; this only guards against a bug becoming a crash.
+    serve(backend, req, res).catch(() => res.destroy());
   };
   await fs.mkdir(path.dirname(socketPath), { recursive: true });
   await fs.rm(socketPath, { force: true });
