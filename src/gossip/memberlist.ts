@@ -494,7 +494,10 @@ export class Memberlist {
         onMessage: () => 'close',
         onDone: (error) => (error ? reject(error) : resolve()),
       });
-      if (!s) return;
+      if (!s) {
+        reject(new ClosedError('Memberlist is shut down'));
+        return;
+      }
       s.stream.write(this.#encodeStream({ type: 'user', payload }));
       s.stream.end();
     });

@@ -64,6 +64,37 @@ describe('simulation: failure detection', () => {
 });
 
 
+describe('simulation: Lifeguard local health', () => {
+  it('an isolated node blames itself (no nacks come back); the healthy ones, whose relays nack, do not', async () => {
+    await forSeeds(seeds(700), async (seed) => {
+      const sim = new Sim({ seed });
+      await sim.startCluster(10);
+      expect(await sim.run(30_000, () => sim.converged())).toBeDefined();
+      const cut = sim.nodes[3]!;
+      sim.net.partition([cut.address]);
+      let worst = 0;
+      let worstHealthy = 0;
+      await sim.run(
+        20_000,
+        () => {
+          worst = Math.max(worst, cut.ml.healthScore);
+          for (const n of sim.nodes) if (n !== cut) worstHealthy = Math.max(worstHealthy, n.ml.healthScore);
+          return false;
+        },
+        100,
+      );
+      // Each failed probe without nacks costs it IndirectChecks points: it reaches the cap.
+      expect(worst).toBe(LAN_CONFIG.awarenessMaxMultiplier - 1);
+      // A healthy prober pays at most once: with score 0 its deadline (1 s) passes just before
+      // the relays' nacks (sent ProbeTimeout after the indirect request, itself sent ProbeTimeout
+      // in) arrive, as in memberlist (ML state.go:283-491, net.go:578-596); once the score has
+      // stretched the deadline, the nacks are counted and clear it.
+      expect(worstHealthy).toBeLessThanOrEqual(LAN_CONFIG.indirectChecks);
+      sim.shutdown();
+    });
+  });
+});
+
 describe('simulation: duplication and reordering', () => {
   it('duplicated, reordered packets neither stall convergence nor kill anyone; a real failure is still found', async () => {
     await forSeeds(seeds(600), async (seed) => {
