@@ -19,7 +19,7 @@ import type { Logger } from '../lib/logger.js';
 import { type NodeIdentity, certificateNeedsRenewal, generateNodeKey, requireManager } from '../cluster/ca.js';
 import type { NodeLiveness } from '../cluster/liveness.js';
 import { Manager, NOT_A_MANAGER, type NodeFilters, type NodeSelf } from '../cluster/manager.js';
-import { LogStore } from '../cluster/node-log-store.js';
+import { LogStore, type LogStoreOptions } from '../cluster/node-log-store.js';
 import { caDigestHex, parseJoinToken } from '../cluster/tokens.js';
 import type { NodeAvailability, NodeDescription, NodeRole, NodeView, SwarmView } from '../cluster/types.js';
 import { parseAvailability, parseNodeDescription, parseRole } from '../cluster/validate.js';
@@ -174,7 +174,7 @@ export class ClusterNode {
       const addrs = this.#addresses(req['ListenAddr'], req['AdvertiseAddr']);
       const availability = optionalAvailability(req['Availability']);
       const key = generateNodeKey();
-      const store = await LogStore.open(storeDir(this.config.dataDir));
+      const store = await LogStore.open(storeDir(this.config.dataDir), storeOptions());
       // A store without state.json is a crash between the two writes of an earlier init: never acknowledged.
       await store.clear();
       const manager = new Manager({ store, clock: this.#clock, wallClock: () => Date.now(), rng: this.#rng, logger: this.#logger });
@@ -284,7 +284,7 @@ export class ClusterNode {
   async #resume(files: SwarmNodeFiles): Promise<void> {
     this.#files = files;
     if (files.state.leader) {
-      const store = await LogStore.open(storeDir(this.config.dataDir));
+      const store = await LogStore.open(storeDir(this.config.dataDir), storeOptions());
       const manager = new Manager({ store, clock: this.#clock, wallClock: () => Date.now(), rng: this.#rng, logger: this.#logger });
       if (!manager.active) this.#logger.warn({ dir: storeDir(this.config.dataDir) }, 'the store of this leader is empty: the swarm state was lost');
       else if (certificateNeedsRenewal(files.certPem, Date.now())) {
@@ -508,6 +508,15 @@ export class ClusterNode {
     };
     return { hostname: this.config.nodeName, addr: splitHostPort(advertiseAddr).host, managerAddr: advertiseAddr, description, ...(availability ? { availability } : {}) };
   }
+}
+
+/**
+ * SHOAL_STORE_COMPACT_EVERY: transactions between compactions of the leader's store (default
+ * in node-log-store.ts). Tests set it low to kill the manager mid-compaction.
+ */
+function storeOptions(): LogStoreOptions {
+  const n = Number(process.env['SHOAL_STORE_COMPACT_EVERY']);
+  return Number.isInteger(n) && n > 0 ? { compactEvery: n } : {};
 }
 
 function localControl(manager: Manager): ControlPlane {

@@ -1,5 +1,6 @@
 /**
- * kill -9 of the manager in the middle of a burst of node updates (real agent processes on
+ * kill -9 of the manager in the middle of a burst of node updates, its store compacting every
+ * few transactions (real agent processes on
  * 127.0.0.46–47, 2377 on 23776–23777, all unique to this file): after a restart, every update
  * the API acknowledged is there, and the manager resumes the same swarm — same cluster, nodes,
  * tokens — with the worker back to ready.
@@ -45,6 +46,8 @@ describe('manager killed during a burst of node updates', () => {
 
   beforeAll(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'shoal-manager-crash-'));
+    // Compact the store every 7 transactions, so that the kill also lands in or near a compaction.
+    process.env['SHOAL_STORE_COMPACT_EVERY'] = '7';
     await Promise.all([start(46), start(47)]);
     const init = await api(46, 'POST', '/swarm/init', { ListenAddr: '127.0.0.46:23776', AdvertiseAddr: '127.0.0.46', Spec: { Dispatcher: { HeartbeatPeriod: 500_000_000 } } });
     expect(init.status).toBe(200);
