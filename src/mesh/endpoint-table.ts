@@ -364,6 +364,15 @@ export class EndpointTable {
       this.counters.inc('mesh_table_rx_stale');
       return;
     }
+    if (current && incoming.deleted && !current.v.deleted && current.v.row.node === this.nodeName) {
+      // Another node deleted its old claim on a task key we now run (a task moved here): its
+      // delete is about its row, not ours. Re-issue ours above it. Only deletes are refuted
+      // this way: two live claims on one key are settled by last-writer-wins, or two nodes
+      // running the same task id by mistake would refute each other forever.
+      this.counters.inc('mesh_table_refutations');
+      this.#publish(key, { row: current.v.row, version: this.#tick(), deleted: false });
+      return;
+    }
     // A tombstone we have never seen the row of needs no room unless there is some: it only
     // guards against a stale copy arriving later.
     if (!current && !this.#makeRoom()) {
@@ -385,12 +394,13 @@ export class EndpointTable {
       this.counters.inc('mesh_table_rx_stale');
       return;
     }
+    if (!ours && current && !supersedes(incoming, current.v)) {
+      // An old claim of ours on a key another node holds a newer row for: nothing to refute.
+      this.counters.inc('mesh_table_rx_stale');
+      return;
+    }
     if (!ours && incoming.deleted) {
       // A tombstone of ours from a previous life: harmless, keep it as a guard like any other.
-      if (current && !supersedes(incoming, current.v)) {
-        this.counters.inc('mesh_table_rx_stale');
-        return;
-      }
       if (!current && !this.#makeRoom()) return;
       this.#store(key, incoming);
       this.#notifyChange(current?.v, incoming);

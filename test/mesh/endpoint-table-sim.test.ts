@@ -73,10 +73,18 @@ function runSim(o: SimOptions): { tables: Map<string, EndpointTable>; alive: Set
     const owner = owners[rng.int(owners.length)]!;
     const t = tables.get(owner)!;
     const taskId = `${owner}-t${rng.int(6)}`;
-    const op = rng.int(10);
+    const op = rng.int(12);
     if (op < 5) t.upsertLocal(row(owner, taskId, { slot: rng.int(100), health: HEALTHS[rng.int(4)]! }));
     else if (op < 8) t.setHealth('web', taskId, HEALTHS[rng.int(4)]!);
-    else t.deleteLocal('web', taskId);
+    else if (op < 10) t.deleteLocal('web', taskId);
+    else {
+      // A task moves between nodes, as a catalog change does: the new owner starts it (it may
+      // not have heard of the old owner's row yet), the old owner stops it.
+      const shared = `moved-${rng.int(3)}`;
+      const from = [...alive].find((n) => tables.get(n)!.get('web', shared)?.node === n);
+      t.upsertLocal(row(owner, shared, { slot: rng.int(100) }));
+      if (from && from !== owner) tables.get(from)!.deleteLocal('web', shared);
+    }
     if (killsLeft > 0 && i % Math.floor(o.ops / (o.kills + 1)) === 0 && i > 0 && alive.size > 2) {
       killsLeft--;
       const victim = owners[rng.int(owners.length)]!;

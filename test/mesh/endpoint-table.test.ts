@@ -174,6 +174,33 @@ describe('EndpointTable, refutation', () => {
   });
 });
 
+describe('a task that moves to another node', () => {
+  it('keeps the new owner’s row when the old owner deletes its own, in any order of arrival', () => {
+    for (const order of [0, 1]) {
+      const a = make('a');
+      const b = make('b');
+      const c = make('c');
+      a.table.upsertLocal(row('a', 'web.1'));
+      for (const t of [b, c]) t.table.notifyMsg(a.sent[0]!.payload);
+      // The catalog moves web.1 to b: b starts it, a stops it (a's clock is ahead of b's).
+      for (let i = 0; i < 5; i++) a.table.upsertLocal(row('a', 'other', { slot: i }));
+      b.table.upsertLocal(row('b', 'web.1'));
+      a.table.deleteLocal('web', 'web.1');
+      const fromA = a.sent.at(-1)!.payload;
+      const fromB = b.sent.at(-1)!.payload;
+      const toC = order === 0 ? [fromA, fromB] : [fromB, fromA];
+      for (const p of toC) c.table.notifyMsg(p);
+      b.table.notifyMsg(fromA);
+      // b refuted a's delete; everyone hears it.
+      for (const s of b.sent.slice(1)) {
+        a.table.notifyMsg(s.payload);
+        c.table.notifyMsg(s.payload);
+      }
+      for (const t of [a, b, c]) expect(t.table.get('web', 'web.1')?.node, `order ${order}`).toBe('b');
+    }
+  });
+});
+
 describe('encodeState of a big table', () => {
   it('fits every row', () => {
     const rows = Array.from({ length: 1000 }, (_, i) => ({ row: row('n1', `t${i}`), version: i + 1, deleted: false }));
