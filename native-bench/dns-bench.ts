@@ -7,6 +7,7 @@
  *   queries per second and the latency at that load;
  * - paced: a fixed 2000 queries per second, the latency a client sees at ordinary load.
  * The query mix is every record type the embedded DNS answers, plus NXDOMAIN and NODATA.
+ * A third server, node:dgram echoing every query back, measures what Node's UDP path alone allows.
  * Usage: `node --import tsx native-bench/dns-bench.ts [seconds per run=10] [rounds=3]`.
  * Needs dnsperf and dnsmasq (Debian packages dnsperf and dnsmasq or dnsmasq-base).
  * Writes native-bench/results/dns.md. Not a test: nothing passes or fails on a number.
@@ -24,6 +25,10 @@ const ROOT = path.resolve(HERE, '..');
 const ADDRESS = '127.0.0.1';
 const SHOAL_PORT = 19400;
 const DNSMASQ_PORT = 19401;
+const ECHO_PORT = 19402;
+/** `echo` is node:dgram answering each query with itself: the ceiling for any Node UDP server here. */
+type ServerKind = 'shoal' | 'dnsmasq' | 'echo';
+const PORTS: Record<ServerKind, number> = { shoal: SHOAL_PORT, dnsmasq: DNSMASQ_PORT, echo: ECHO_PORT };
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
 
@@ -110,12 +115,11 @@ function waitReady(child: ChildProcess, probePort: number): Promise<void> {
   });
 }
 
-async function start(kind: 'shoal' | 'dnsmasq'): Promise<ChildProcess> {
-  const child =
-    kind === 'shoal'
-      ? spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'dns-serve.ts'), ADDRESS, String(SHOAL_PORT), recordsFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
-      : spawn('dnsmasq', dnsmasqArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitReady(child, kind === 'shoal' ? SHOAL_PORT : DNSMASQ_PORT);
+async function start(kind: ServerKind): Promise<ChildProcess> {
+  const node = (...extra: string[]): ChildProcess =>
+    spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'dns-serve.ts'), ADDRESS, String(PORTS[kind]), recordsFile, ...extra], { cwd: ROOT, stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = kind === 'shoal' ? node() : kind === 'echo' ? node('echo') : spawn('dnsmasq', dnsmasqArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitReady(child, PORTS[kind]);
   return child;
 }
 
@@ -161,14 +165,18 @@ function dnsperf(port: number, extra: string[], runSeconds = seconds): Promise<R
 const SATURATING = ['-c', '4', '-q', '100'];
 const PACED = ['-c', '4', '-q', '100', '-Q', '2000'];
 
-const results: Record<'shoal' | 'dnsmasq', { saturating: Run[]; paced: Run[] }> = { shoal: { saturating: [], paced: [] }, dnsmasq: { saturating: [], paced: [] } };
+const results: Record<ServerKind, { saturating: Run[]; paced: Run[] }> = {
+  shoal: { saturating: [], paced: [] },
+  dnsmasq: { saturating: [], paced: [] },
+  echo: { saturating: [], paced: [] },
+};
 try {
   for (let round = 0; round < rounds; round++) {
-    const order: ('shoal' | 'dnsmasq')[] = round % 2 === 0 ? ['shoal', 'dnsmasq'] : ['dnsmasq', 'shoal'];
+    const order: ServerKind[] = round % 2 === 0 ? ['shoal', 'dnsmasq', 'echo'] : ['echo', 'dnsmasq', 'shoal'];
     for (const kind of order) {
       const child = await start(kind);
       try {
-        const port = kind === 'shoal' ? SHOAL_PORT : DNSMASQ_PORT;
+        const port = PORTS[kind];
         // Warm-up, discarded: V8's JIT for shoal, the same treatment for dnsmasq.
         await dnsperf(port, SATURATING, 2);
         results[kind].saturating.push(await dnsperf(port, SATURATING));
@@ -187,12 +195,14 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const row = (kind: 'shoal' | 'dnsmasq'): string => {
+const row = (kind: ServerKind): string => {
   const sat = results[kind].saturating;
   const paced = results[kind].paced;
   return `| ${kind} | ${median(sat.map((r) => r.qps)).toFixed(0)} | ${median(sat.map((r) => r.avgMs)).toFixed(3)} | ${median(sat.map((r) => r.lostPct)).toFixed(2)} % | ${median(paced.map((r) => r.avgMs)).toFixed(3)} | ${median(paced.map((r) => r.stddevMs)).toFixed(3)} | ${median(paced.map((r) => r.maxMs)).toFixed(3)} |`;
 };
-const ratio = median(results.shoal.saturating.map((r) => r.qps)) / median(results.dnsmasq.saturating.map((r) => r.qps));
+const qps = (kind: ServerKind): number => median(results[kind].saturating.map((r) => r.qps));
+const ratio = qps('shoal') / qps('dnsmasq');
+const echoRatio = qps('shoal') / qps('echo');
 const version = (cmd: string, args: string[]): string => {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   const line = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').find((l) => /[Vv]ersion \d+\.\d+/.test(l)) ?? '?';
@@ -208,8 +218,12 @@ ${queries.map((q) => `\`${q}\``).join(', ')}. Median of ${rounds} rounds of ${se
 |---|---|---|---|---|---|---|
 ${row('shoal')}
 ${row('dnsmasq')}
+${row('echo')}
 
-shoal / dnsmasq, saturating queries/s: **${ratio.toFixed(2)}×** (target ≥ 1.0×).
+shoal / dnsmasq, saturating queries/s: **${ratio.toFixed(2)}×** (target ≥ 1.0×). shoal / echo: **${echoRatio.toFixed(2)}×**.
+\`echo\` is not a DNS server: node:dgram sending each query straight back (QR set), the most
+queries/s any single-threaded Node 20 server gets on this machine; what separates shoal from
+dnsmasq is what separates echo from dnsmasq (libuv's per-datagram send path, no recvmmsg/sendmmsg).
 
 Response codes, last saturating run — shoal: ${results.shoal.saturating.at(-1)?.rcodes ?? '?'}; dnsmasq: ${results.dnsmasq.saturating.at(-1)?.rcodes ?? '?'}.
 

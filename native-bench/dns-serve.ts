@@ -1,9 +1,12 @@
 /**
  * The shoal side of dns-bench.ts, in a process of its own so the harness never shares its event
  * loop: the embedded DNS resolver over an in-memory copy of the benchmark's records, on UDP.
- * Usage: `node --import tsx native-bench/dns-serve.ts <address> <port> <records.json>`.
+ * Usage: `node --import tsx native-bench/dns-serve.ts <address> <port> <records.json> [echo]`.
+ * With `echo` it does no DNS work at all, only sends each query back with QR set: the most any
+ * server on node:dgram can do on this machine, to read shoal's number against.
  * Prints `ready` once listening; exits on SIGTERM.
  */
+import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { MemoryRecords } from '../src/dns/memory-records.js';
 import { startUdpDnsServer } from '../src/dns/node-udp-server.js';
@@ -11,7 +14,20 @@ import type { ServiceRecord, TaskRecord } from '../src/dns/records.js';
 import { DnsResolver } from '../src/dns/resolver.js';
 import { CryptoRng, SeededRng } from '../src/lib/rng.js';
 
-const [address = '127.0.0.1', port = '19400', file = ''] = process.argv.slice(2);
+const [address = '127.0.0.1', port = '19400', file = '', mode = 'dns'] = process.argv.slice(2);
+
+if (mode === 'echo') {
+  const socket = dgram.createSocket('udp4');
+  socket.on('message', (msg, rinfo) => {
+    if (msg.length >= 3) msg[2] = msg[2]! | 0x80;
+    socket.send(msg, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(Number(port), address, resolve));
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', () => socket.close(() => process.exit(0)));
+  await new Promise(() => {});
+}
+
 const spec = JSON.parse(readFileSync(file, 'utf8')) as { services: ServiceRecord[]; tasks: TaskRecord[] };
 const records = new MemoryRecords();
 for (const service of spec.services) records.setService(service);

@@ -78,8 +78,6 @@ export interface DnsQuery {
    * decoded as latin1 so every byte survives. The root name has no labels.
    */
   readonly labels: readonly string[];
-  /** Offset of each label's length byte, for name compression pointers into the question. */
-  readonly labelOffsets: readonly number[];
   readonly qtype: number;
   readonly qclass: number;
   /** The question section as sent is bytes[DNS_HEADER_LEN, questionEnd): echoed verbatim. */
@@ -156,7 +154,6 @@ export function parseQuery(bytes: Uint8Array): QueryParse {
   if (qdcount !== 1) return error(id, flags, Rcode.FORMERR, 'qdcount');
 
   const labels: string[] = [];
-  const labelOffsets: number[] = [];
   let offset = DNS_HEADER_LEN;
   let nameLen = 1;
   for (;;) {
@@ -170,7 +167,6 @@ export function parseQuery(bytes: Uint8Array): QueryParse {
     nameLen += len + 1;
     if (nameLen > DNS_MAX_NAME_LEN) return error(id, flags, Rcode.FORMERR, 'question name too long');
     if (offset + 1 + len > bytes.length) return error(id, flags, Rcode.FORMERR, 'question truncated');
-    labelOffsets.push(offset);
     labels.push(lowerLatin1(bytes, offset + 1, offset + 1 + len));
     offset += 1 + len;
   }
@@ -204,18 +200,21 @@ export function parseQuery(bytes: Uint8Array): QueryParse {
     }
     offset = end;
   }
-  return { kind: 'query', query: { id, flags, labels, labelOffsets, qtype, qclass, questionEnd, edns } };
+  return { kind: 'query', query: { id, flags, labels, qtype, qclass, questionEnd, edns } };
 }
 
 /** RFC 4343 §3: only ASCII A–Z fold; other bytes are kept as they are. */
 function lowerLatin1(bytes: Uint8Array, start: number, end: number): string {
-  let out = '';
+  // Labels are at most 63 bytes: one fromCharCode call over a small array beats concatenation.
+  const codes = LABEL_CODES;
+  codes.length = end - start;
   for (let i = start; i < end; i++) {
     const b = bytes[i]!;
-    out += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b | 0x20 : b);
+    codes[i - start] = b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
   }
-  return out;
+  return String.fromCharCode.apply(null, codes);
 }
+const LABEL_CODES: number[] = [];
 
 /**
  * Compares two question sections (name, type, class) with ASCII case folded, as a forwarder
@@ -275,12 +274,15 @@ export class ResponseWriter {
   #ancount = 0;
   #arcount = 0;
   #opt: { size: number; extendedRcode: number } | undefined;
-  /** Name suffix (labels joined by NUL) → offset of its first label, for RFC 1035 §4.1.4 pointers. */
+  /**
+   * Names written in this message: suffix (labels joined by NUL) → offset of its first label,
+   * for RFC 1035 §4.1.4 pointers. Answer owners point straight at the question (offset 12);
+   * the question's own suffixes are not indexed, as no name we write ends in one of them.
+   */
   readonly #names = new Map<string, number>();
 
   /**
-   * Starts a response: header, the query's question section copied verbatim, compression
-   * entries for the question name. `limit` is the largest message the client accepts.
+   * Starts a response: header and the query's question section copied verbatim. `limit` is the largest message the client accepts.
    * `rcode` may be an extended one (BADVERS), whose upper bits go in the OPT RR.
    */
   begin(query: DnsQuery, source: Uint8Array, rcode: number, extraFlags: number, limit: number, opt?: { size: number }): void {
@@ -291,11 +293,9 @@ export class ResponseWriter {
     this.#limit = Math.min(limit, DNS_MAX_MESSAGE) - (opt ? OPT_RR_LEN : 0);
     this.#flags = responseFlags(query.flags, rcode, extraFlags);
     writeU16(this.#buf, 0, query.id);
-    this.#buf.set(source.subarray(DNS_HEADER_LEN, query.questionEnd), DNS_HEADER_LEN);
+    // A byte loop: the question is short, and subarray() on a Buffer allocates.
+    for (let i = DNS_HEADER_LEN; i < query.questionEnd; i++) this.#buf[i] = source[i]!;
     this.#len = query.questionEnd;
-    for (let i = 0; i < query.labels.length; i++) {
-      this.#names.set(query.labels.slice(i).join('\0'), query.labelOffsets[i]!);
-    }
   }
 
   setFlag(flag: number): void {
@@ -329,7 +329,7 @@ export class ResponseWriter {
     });
   }
 
-  /** Returns a copy of the message, which the caller owns. */
+  /** Returns a copy of the message, which the caller owns (from node's small-buffer pool). */
   finish(): Uint8Array {
     const buf = this.#buf;
     if (this.#opt) {
@@ -348,7 +348,9 @@ export class ResponseWriter {
     writeU16(buf, 6, this.#ancount);
     writeU16(buf, 8, 0);
     writeU16(buf, 10, this.#arcount);
-    return buf.slice(0, this.#len);
+    const out = Buffer.allocUnsafe(this.#len);
+    out.set(buf.subarray(0, this.#len));
+    return out;
   }
 
   #add(section: 'answer' | 'additional', owner: readonly string[] | undefined, type: number, ttl: number, maxRdata: number, rdata: (at: number) => number): boolean {
@@ -376,20 +378,39 @@ export class ResponseWriter {
 
   /** Writes `labels` at `at`, compressed against names already written; returns bytes written. */
   #writeName(at: number, labels: readonly string[], compress = true): number {
+    // Suffix keys built from the last label back: one concatenation per label.
+    const n = labels.length;
+    const keys: string[] = new Array<string>(n);
+    let key = '';
+    for (let i = n - 1; i >= 0; i--) {
+      key = i === n - 1 ? labels[i]! : `${labels[i]!}\0${key}`;
+      keys[i] = key;
+    }
+    let split = n;
+    let pointer = -1;
+    if (compress) {
+      for (let i = 0; i < n; i++) {
+        const known = this.#names.get(keys[i]!);
+        if (known !== undefined) {
+          split = i;
+          pointer = known;
+          break;
+        }
+      }
+    }
     const start = at;
-    for (let i = 0; i < labels.length; i++) {
-      const key = labels.slice(i).join('\0');
-      const known = compress ? this.#names.get(key) : undefined;
-      if (known !== undefined) return at - start + this.#writePointer(at, known);
+    for (let i = 0; i < split; i++) {
       // Pointers are 14 bits (RFC 1035 §4.1.4).
-      if (at < 0x4000 && !this.#names.has(key)) this.#names.set(key, at);
+      if (at < 0x4000 && !this.#names.has(keys[i]!)) this.#names.set(keys[i]!, at);
       const label = labels[i]!;
       this.#buf[at++] = label.length;
       for (let j = 0; j < label.length; j++) this.#buf[at++] = label.charCodeAt(j) & 0xff;
     }
+    if (pointer >= 0) return at - start + this.#writePointer(at, pointer);
     this.#buf[at++] = 0;
     return at - start;
   }
+
 }
 
 /** Uncompressed wire length of a name (RFC 1035 §3.1). */

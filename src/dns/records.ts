@@ -69,18 +69,31 @@ export interface DnsRecords {
   byAddress(overlayAddress: string, client: DnsClient): AddressOwner | undefined;
 }
 
-/** Parses dotted-quad IPv4 into an unsigned 32-bit number, or undefined. */
+/**
+ * Parses dotted-quad IPv4 (no leading zeros) into an unsigned 32-bit number, or undefined.
+ * Hand-written: it runs for every address of every answer.
+ */
 export function parseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
   let value = 0;
-  for (const part of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(part)) return undefined;
-    const n = Number(part);
-    if (n > 255) return undefined;
-    value = value * 256 + n;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || dots === 3) return undefined;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && octet === 0) return undefined; // a leading zero
+      octet = octet * 10 + (c - 0x30);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else return undefined;
   }
-  return value;
+  if (dots !== 3 || digits === 0) return undefined;
+  return value * 256 + octet;
 }
 
 export function formatIpv4(value: number): string {

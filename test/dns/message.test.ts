@@ -26,7 +26,6 @@ describe('parseQuery', () => {
     expect(q.id).toBe(0xa6ba);
     expect(q.flags & Flag.RD).toBe(Flag.RD);
     expect(q.labels).toEqual(['tasks', 'web']);
-    expect(q.labelOffsets).toEqual([12, 18]);
     expect(q.qtype).toBe(1);
     expect(q.qclass).toBe(1);
     expect(q.questionEnd).toBe(27);

@@ -73,7 +73,12 @@ describe('addresses', () => {
 
   it('parses only dotted quads', () => {
     expect(parseIpv4('1.2.3.4')).toBe(0x01020304);
-    for (const bad of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.x', '']) expect(parseIpv4(bad)).toBeUndefined();
+    expect(parseIpv4('0.0.0.0')).toBe(0);
+    expect(parseIpv4('255.255.255.255')).toBe(0xffffffff);
+    expect(parseIpv4('100.64.10.0')).toBe(0x64400a00);
+    for (const bad of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.x', '', '1.2.3.4.', '.1.2.3', '1..2.3', '1.2.3.1000', '1.2.3.-1', ' 1.2.3.4']) {
+      expect(parseIpv4(bad)).toBeUndefined();
+    }
   });
 
   it('judges the view by source address', () => {
