@@ -389,29 +389,36 @@ function sackOptionLen(repr: TcpRepr): number {
  * §2(B): the sum is byte-order independent), swapped back after folding.
  */
 function sumWordsFast(buf: Uint8Array, start: number, len: number, acc: number): number {
-  const end4 = len - (len & 3);
-  let sum = 0;
-  const at = buf.byteOffset + start;
-  if ((at & 3) === 0 && LITTLE_ENDIAN) {
-    const words = new Uint32Array(buf.buffer, at, end4 >>> 2);
-    for (let k = 0; k < words.length; k++) {
-      const w = words[k]!;
-      sum += (w & 0xffff) + (w >>> 16);
+  let sum = acc;
+  let i = start;
+  const end = start + len;
+  // One big-endian word first when that brings the rest to a 4-byte boundary in memory (the
+  // usual case: IPv4 and Ethernet headers in front leave TCP 2 bytes off alignment).
+  if (((buf.byteOffset + i) & 3) === 2 && len >= 2) {
+    sum += (buf[i]! << 8) | buf[i + 1]!;
+    i += 2;
+  }
+  const words = (end - i) >>> 2;
+  if (LITTLE_ENDIAN && ((buf.byteOffset + i) & 3) === 0) {
+    const view = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
+    let swapped = 0;
+    for (let k = 0; k < words; k++) {
+      const w = view[k]!;
+      swapped += (w & 0xffff) + (w >>> 16);
     }
-    sum = foldSum(sum);
-    sum = ((sum & 0xff) << 8) | (sum >>> 8);
+    swapped = foldSum(swapped);
+    sum += ((swapped & 0xff) << 8) | (swapped >>> 8);
   } else {
-    const view = new DataView(buf.buffer, at, len);
-    for (let i = 0; i < end4; i += 4) {
-      const w = view.getUint32(i);
+    const view = new DataView(buf.buffer, buf.byteOffset + i, words * 4);
+    for (let k = 0; k < words * 4; k += 4) {
+      const w = view.getUint32(k);
       sum += (w >>> 16) + (w & 0xffff);
     }
   }
-  let i = start + end4;
-  const end = start + len;
+  i += words * 4;
   for (; i + 1 < end; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
   if (i < end) sum += buf[i]! << 8;
-  return sum + acc;
+  return sum;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
