@@ -7,9 +7,14 @@
  * address and the stack listens on each of its TCP target ports there. Rows that change or go
  * take their listeners and address with them.
  *
- * If the task cannot be reached, the overlay connection is reset, so the remote agent's relay
- * sees ECONNRESET and ejects the endpoint (passive health) — a clean close would look like an
- * empty answer from a healthy task.
+ * Only a routable task (health `none` or `healthy`) has listeners: once its row says it is
+ * down (its process exited, its health check failed), a remote agent that has not heard yet
+ * gets a RST to its SYN, and its connect is retried on another endpoint before its client sees
+ * anything — as if the task's own kernel refused it. The address stays (ping still answers).
+ *
+ * If the task cannot be reached all the same, the overlay connection is reset, so the remote
+ * agent's relay sees ECONNRESET and ejects the endpoint (passive health) — a clean close would
+ * look like an empty answer from a healthy task.
  */
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
@@ -20,7 +25,7 @@ import type { EndpointRow } from './endpoint-codec.js';
 import { rowKey, rowsEqual } from './endpoint-codec.js';
 import type { EndpointTable } from './endpoint-table.js';
 import { type RelayCounter, relay, relayCounters } from './relay.js';
-import type { Upstream, UpstreamConnector } from './router.js';
+import { type Upstream, type UpstreamConnector, isRoutable } from './router.js';
 
 /**
  * The overlay TCP socket API this needs, structurally: what src/netstack/tcp's `TcpSockets`
@@ -75,7 +80,8 @@ export interface OverlayTaskListenersOptions {
 
 interface Listening {
   readonly row: EndpointRow;
-  readonly closers: { close(): void }[];
+  readonly closeAddress: () => void;
+  readonly ports: { close(): void }[];
 }
 
 export class OverlayTaskListeners {
@@ -99,7 +105,9 @@ export class OverlayTaskListeners {
 
   /** Overlay addresses and ports listened on now, for tests and debugging. */
   listening(): { address: string; port: number }[] {
-    return [...this.#listening.values()].flatMap((l) => l.row.ports.filter((p) => p.protocol === 'tcp').map((p) => ({ address: formatIpv4Address(l.row.overlayAddress), port: p.target })));
+    return [...this.#listening.values()].flatMap((l) =>
+      l.ports.length === 0 ? [] : l.row.ports.filter((p) => p.protocol === 'tcp').map((p) => ({ address: formatIpv4Address(l.row.overlayAddress), port: p.target })),
+    );
   }
 
   /** Stops listening, and destroys connections in flight. */
@@ -113,31 +121,45 @@ export class OverlayTaskListeners {
     if (row.node !== this.#o.table.nodeName) return;
     const key = rowKey(row.service, row.taskId);
     const current = this.#listening.get(key);
-    // Health changes do not move listeners: an unhealthy task is still reachable for what was routed to it.
-    if (current && rowsEqual({ ...current.row, health: row.health }, row)) return;
+    const routable = isRoutable(row.health);
+    if (current && rowsEqual({ ...current.row, health: row.health }, row)) {
+      // Same task, same ports: only whether it takes new connections may change.
+      if (routable && current.ports.length === 0) this.#listenPorts(key, row, current.ports);
+      else if (!routable) for (const c of current.ports.splice(0)) c.close();
+      this.#listening.set(key, { ...current, row });
+      return;
+    }
     this.#stop(key);
-    const closers: { close(): void }[] = [];
     try {
       this.#o.addresses.addAddress(row.overlayAddress);
-      closers.push({ close: () => this.#o.addresses.removeAddress(row.overlayAddress) });
+    } catch (error) {
+      this.#log.warn({ err: error, service: row.service, task: row.taskId }, 'Cannot serve a task on the overlay');
+      return;
+    }
+    const ports: { close(): void }[] = [];
+    this.#listening.set(key, { row, closeAddress: () => this.#o.addresses.removeAddress(row.overlayAddress), ports });
+    if (routable) this.#listenPorts(key, row, ports);
+  }
+
+  #listenPorts(key: string, row: EndpointRow, into: { close(): void }[]): void {
+    try {
       for (const p of row.ports) {
         if (p.protocol !== 'tcp') continue;
         const upstream: Upstream = { key, local: true, row, host: formatIpv4Address(row.hostAddress), port: p.hostPort };
-        closers.push(this.#o.sockets.listen(p.target, (socket) => void this.#accept(socket, upstream), { address: row.overlayAddress }));
+        into.push(this.#o.sockets.listen(p.target, (socket) => void this.#accept(socket, upstream), { address: row.overlayAddress }));
       }
     } catch (error) {
-      this.#log.warn({ err: error, service: row.service, task: row.taskId }, 'Cannot serve a task on the overlay');
-      for (const c of closers) c.close();
-      return;
+      this.#log.warn({ err: error, service: row.service, task: row.taskId }, 'Cannot listen for a task on the overlay');
+      for (const c of into.splice(0)) c.close();
     }
-    this.#listening.set(key, { row, closers });
   }
 
   #stop(key: string): void {
     const l = this.#listening.get(key);
     if (!l) return;
     this.#listening.delete(key);
-    for (const c of l.closers.reverse()) c.close();
+    for (const c of l.ports.splice(0)) c.close();
+    l.closeAddress();
   }
 
   async #accept(downstream: Duplex, upstream: Upstream): Promise<void> {

@@ -41,6 +41,8 @@ interface Node {
 
 const nodes: Node[] = [];
 const clock = new RealClock();
+/** Nodes that hear no broadcast for now (a slow gossip). */
+const deaf = new Set<string>();
 
 beforeAll(async () => {
   for (let i = 1; i <= 3; i++) {
@@ -64,7 +66,7 @@ beforeAll(async () => {
   for (const n of nodes) {
     n.mesh.table.setReplication({
       broadcast: (payload) => {
-        for (const peer of nodes) if (peer !== n) setImmediate(() => peer.mesh.table.notifyMsg(payload));
+        for (const peer of nodes) if (peer !== n && !deaf.has(peer.name)) setImmediate(() => peer.mesh.table.notifyMsg(payload));
       },
     });
   }
@@ -137,6 +139,22 @@ describe('three nodes, one catalog', () => {
     expect([...tasks.keys()].sort()).toEqual(['whoami.2', 'whoami.3']);
     // Restarted after its backoff, it is healthy again everywhere.
     await waitFor(() => nodes.every((n) => n.mesh.table.get('whoami', 'whoami.1')?.health === 'none'), 20_000, 'whoami.1 back');
+  });
+
+  it('a task killed before the far node heard of it costs no request: the owner refuses the overlay connect and the far node retries', async () => {
+    deaf.add('node-3');
+    const victim = nodes[1]!.mesh.supervisor.status().find((s) => s.taskId === 'whoami.3')!;
+    process.kill(victim.pid!, 'SIGKILL');
+    await waitFor(() => nodes[0]!.mesh.table.get('whoami', 'whoami.3')?.health === 'unhealthy', 10_000, 'whoami.3 unhealthy on node-1');
+    expect(nodes[2]!.mesh.table.get('whoami', 'whoami.3')?.health).toBe('none');
+    const refusedBefore = nodes[2]!.mesh.router.counters.get('mesh_upstream_cx_connect_fail');
+    const { tasks, failed } = await tasksSeenThrough('127.0.0.4', 99, 40);
+    expect(failed).toBe(0);
+    expect([...tasks.keys()].sort()).toEqual(['whoami.1', 'whoami.2']);
+    expect(nodes[2]!.mesh.router.counters.get('mesh_upstream_cx_connect_fail')).toBeGreaterThan(refusedBefore);
+    deaf.delete('node-3');
+    nodes[2]!.mesh.table.mergeRemoteState(nodes[1]!.mesh.table.localState(false), false);
+    await waitFor(() => nodes.every((n) => n.mesh.table.get('whoami', 'whoami.3')?.health === 'none'), 20_000, 'whoami.3 back');
   });
 
   it('when the gossip declares a node dead, its tasks leave every table at once and the rest still answer', async () => {

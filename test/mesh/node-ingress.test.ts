@@ -243,7 +243,7 @@ describe('junk', () => {
       await drain(s);
     }
     const c = createSocket('udp4');
-    cleanups.push(() => c.close());
+    cleanups.push(() => void c.close());
     for (let i = 0; i < 20; i++) c.send(rng.fill(new Uint8Array(1 + rng.int(1400))), DNS.published, HOST);
     const r = await httpGet(HOST, WEB.published);
     expect(r.status).toBe(200);

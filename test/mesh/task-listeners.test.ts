@@ -33,7 +33,7 @@ function overlaySocket(): Duplex & { aborted: boolean } {
 }
 
 describe('OverlayTaskListeners', () => {
-  it('serves our tasks’ overlay addresses and TCP ports only, and stops with the row', () => {
+  it('serves our routable tasks’ overlay addresses and TCP ports only, and stops with the row', () => {
     const table = new EndpointTable({ nodeName: 'me', clock: new ManualClock() });
     const { sockets, listens } = fakeSockets();
     const addresses: number[] = [];
@@ -48,8 +48,12 @@ describe('OverlayTaskListeners', () => {
     table.notifyMsg(encodeRows([{ row: row('other', 't2', { overlayAddress: 0x64400082 }), version: 1, deleted: false }]));
     expect([...listens.keys()]).toEqual([`${0x64400081}:80`]);
     expect(addresses).toEqual([0x64400081]);
+    // Down: new overlay connections are refused (RST to the SYN), so remote agents retry elsewhere.
     table.setHealth('web', 't1', 'unhealthy');
-    expect(listens.size).toBe(1);
+    expect(listens.size).toBe(0);
+    expect(addresses).toEqual([0x64400081]);
+    table.setHealth('web', 't1', 'healthy');
+    expect([...listens.keys()]).toEqual([`${0x64400081}:80`]);
     table.deleteLocal('web', 't1');
     expect(listens.size).toBe(0);
     expect(addresses).toEqual([]);
