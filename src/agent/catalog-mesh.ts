@@ -56,6 +56,12 @@ export interface CatalogMeshOptions {
   readonly overlay?: CatalogMeshOverlay;
   /** Relay idle timeout; 0 or absent: never (the default, unlike IPVS's silent 900 s). */
   readonly idleTimeoutMs?: number;
+  /**
+   * Upstream connect timeout before the next endpoint is tried (Envoy's 5 s by default). A
+   * crashed node's tasks cost each connection that picks them this long until the gossip
+   * declares the node dead; on a LAN, 1–2 s is plenty (the first SYN retransmission is at 1 s).
+   */
+  readonly connectTimeoutMs?: number;
   readonly backoff?: Partial<BackoffOptions>;
   readonly table?: Partial<Omit<EndpointTableOptions, 'nodeName' | 'clock'>>;
 }
@@ -117,6 +123,7 @@ export class CatalogMesh {
       connectLocal,
       ...(o.overlay && { connectRemote: overlayTcpConnector(o.overlay.sockets) }),
       ...(o.idleTimeoutMs !== undefined && { idleTimeoutMs: o.idleTimeoutMs }),
+      ...(o.connectTimeoutMs !== undefined && { connectTimeoutMs: o.connectTimeoutMs }),
       logger: log,
     });
     const ingress = new IngressListeners({ host: o.listenHost, router, clock: o.clock, logger: log });
