@@ -1,7 +1,8 @@
 /**
  * serf interop (issue 4): two stock `serf agent`s (Debian's serf 0.9.4, memberlist 0.2.2) and
  * three shoal gossip nodes, each shoal node in its own process (gossip-node-runner.ts), all on
- * 127.0.0.1 with ports only this file uses. Once plaintext and once with `-encrypt` on both sides.
+ * 127.0.0.1 with ports only this file uses (47800-47959). Once plaintext and once with
+ * `-encrypt` on both sides.
  *
  * The steps of a suite run in order and build on each other, as an operator would see them:
  * everyone sees everyone alive → a SIGKILLed shoal node shows as failed in serf → a SIGKILLed
@@ -12,6 +13,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describeInterop } from '../helpers/interop.js';
 
@@ -149,18 +152,61 @@ interface SuiteConfig {
   readonly label: string;
   readonly prefix: string;
   readonly encrypt: boolean;
-  readonly serfPorts: readonly [number, number];
-  readonly rpcPorts: readonly [number, number];
-  readonly shoalPorts: readonly [number, number, number];
-  readonly wrongKeyPort: number;
-  /** A shoal node with no seeds that serf joins (serf opens the push/pull). */
-  readonly joinedBySerfPort: number;
 }
 
 const SUITES: readonly SuiteConfig[] = [
-  { label: 'plaintext', prefix: 'p', encrypt: false, serfPorts: [47946, 47947], rpcPorts: [47373, 47374], shoalPorts: [47950, 47951, 47952], wrongKeyPort: 47953, joinedBySerfPort: 47954 },
-  { label: 'encrypted (-encrypt)', prefix: 'e', encrypt: true, serfPorts: [47956, 47957], rpcPorts: [47375, 47376], shoalPorts: [47960, 47961, 47962], wrongKeyPort: 47963, joinedBySerfPort: 47964 },
+  { label: 'plaintext', prefix: 'p', encrypt: false },
+  { label: 'encrypted (-encrypt)', prefix: 'e', encrypt: true },
 ];
+
+/** The ports one suite uses (UDP and TCP alike), all inside one block of PORT_BLOCK_SIZE. */
+interface SuitePorts {
+  readonly serf: readonly [number, number];
+  readonly rpc: readonly [number, number];
+  readonly shoal: readonly [number, number, number];
+  readonly wrongKey: number;
+  /** A shoal node with no seeds that serf joins (serf opens the push/pull). */
+  readonly joinedBySerf: number;
+}
+
+/**
+ * This file's port range: 47800–47959, in blocks of 20. A suite takes the first block whose
+ * ports are all free, so the file still runs when another copy of it is running (two engineers'
+ * full test runs at once) instead of failing on "address already in use".
+ */
+const PORT_RANGE_START = 47800;
+const PORT_BLOCK_SIZE = 20;
+const PORT_BLOCKS = 8;
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
+      const udp = createSocket('udp4');
+      udp.once('error', () => {
+        udp.close();
+        server.close(() => resolve(false));
+      });
+      udp.bind({ address: '127.0.0.1', port, exclusive: true }, () => {
+        udp.close();
+        server.close(() => resolve(true));
+      });
+    });
+  });
+}
+
+async function reservePorts(): Promise<SuitePorts> {
+  for (let block = 0; block < PORT_BLOCKS; block++) {
+    const base = PORT_RANGE_START + block * PORT_BLOCK_SIZE;
+    const all = Array.from({ length: PORT_BLOCK_SIZE }, (_, i) => base + i);
+    const free = await Promise.all(all.map(portFree));
+    if (free.every(Boolean)) {
+      return { serf: [base, base + 1], rpc: [base + 2, base + 3], shoal: [base + 4, base + 5, base + 6], wrongKey: base + 7, joinedBySerf: base + 8 };
+    }
+  }
+  throw new Error(`No free block of ${PORT_BLOCK_SIZE} ports in ${PORT_RANGE_START}-${PORT_RANGE_START + PORT_BLOCKS * PORT_BLOCK_SIZE - 1}`);
+}
 
 for (const suite of SUITES) {
   describeInterop(`gossip: serf 0.9.4 interop, ${suite.label}`, ['serf'], () => {
@@ -170,11 +216,12 @@ for (const suite of SUITES) {
     const ts = [`${suite.prefix}ts1`, `${suite.prefix}ts2`, `${suite.prefix}ts3`] as const;
     let serf: Proc[] = [];
     let shoal: Proc[] = [];
+    let ports: SuitePorts;
 
     function startSerf(i: 0 | 1): Proc {
-      const args = ['agent', `-node=${s[i]}`, `-bind=127.0.0.1:${suite.serfPorts[i]}`, `-rpc-addr=127.0.0.1:${suite.rpcPorts[i]}`, '-log-level=debug'];
+      const args = ['agent', `-node=${s[i]}`, `-bind=127.0.0.1:${ports.serf[i]}`, `-rpc-addr=127.0.0.1:${ports.rpc[i]}`, '-log-level=debug'];
       if (suite.encrypt) args.push(`-encrypt=${key}`);
-      if (i === 1) args.push(`-join=127.0.0.1:${suite.serfPorts[0]}`);
+      if (i === 1) args.push(`-join=127.0.0.1:${ports.serf[0]}`);
       const p = new Proc(s[i], spawn('serf', args, { stdio: ['pipe', 'pipe', 'pipe'] }));
       procs.push(p);
       return p;
@@ -208,16 +255,17 @@ for (const suite of SUITES) {
     }
 
     beforeAll(async () => {
+      ports = await reservePorts();
       serf = [startSerf(0)];
-      await serfUp(serf[0]!, suite.rpcPorts[0], (m) => m.length === 1);
+      await serfUp(serf[0]!, ports.rpc[0], (m) => m.length === 1);
       serf.push(startSerf(1));
-      await serfUp(serf[1]!, suite.rpcPorts[0], (m) => statusOf(m, s[1]) === 'alive');
+      await serfUp(serf[1]!, ports.rpc[0], (m) => statusOf(m, s[1]) === 'alive');
       const nodeKey = suite.encrypt ? key : undefined;
-      const [p0, p1, p2] = suite.shoalPorts;
+      const [p0, p1, p2] = ports.shoal;
       // Joins in every direction: shoal → serf, shoal → shoal, and a shoal node seeded by the second agent.
-      shoal = [startShoal(ts[0], p0, [`127.0.0.1:${suite.serfPorts[0]}`], nodeKey)];
+      shoal = [startShoal(ts[0], p0, [`127.0.0.1:${ports.serf[0]}`], nodeKey)];
       await shoal[0]!.waitLine((l) => l['type'] === 'joined', 30_000);
-      shoal.push(startShoal(ts[1], p1, [`127.0.0.1:${p0}`], nodeKey), startShoal(ts[2], p2, [`127.0.0.1:${suite.serfPorts[1]}`], nodeKey));
+      shoal.push(startShoal(ts[1], p1, [`127.0.0.1:${p0}`], nodeKey), startShoal(ts[2], p2, [`127.0.0.1:${ports.serf[1]}`], nodeKey));
       await Promise.all(shoal.slice(1).map((p) => p.waitLine((l) => l['type'] === 'joined', 30_000)));
     }, 90_000);
 
@@ -226,14 +274,14 @@ for (const suite of SUITES) {
     });
 
     it('serf members lists the shoal nodes alive, with their tags', { timeout: STEP_TIMEOUT_MS }, async () => {
-      for (const rpc of suite.rpcPorts) {
+      for (const rpc of ports.rpc) {
         const members = await eventually(
           `serf at ${rpc} to list ${ts.join(', ')} alive`,
           () => serfMembers(rpc),
           (m) => ts.every((n) => statusOf(m, n) === 'alive'),
         );
         const t1 = members.find((m) => m.name === ts[0])!;
-        expect(t1.addr).toBe(`127.0.0.1:${suite.shoalPorts[0]}`);
+        expect(t1.addr).toBe(`127.0.0.1:${ports.shoal[0]}`);
         expect(t1.tags).toEqual({ role: 'shoal', lang: 'typescript' });
       }
     });
@@ -251,17 +299,17 @@ for (const suite of SUITES) {
 
     it('serf joins a shoal node: the shoal node answers serf’s push/pull', { timeout: STEP_TIMEOUT_MS }, async () => {
       const name = `${suite.prefix}ts4`;
-      const t4 = startShoal(name, suite.joinedBySerfPort, [], suite.encrypt ? key : undefined);
+      const t4 = startShoal(name, ports.joinedBySerf, [], suite.encrypt ? key : undefined);
       await t4.waitLine((l) => l['type'] === 'ready', 30_000);
-      const r = await run('serf', ['join', `-rpc-addr=127.0.0.1:${suite.rpcPorts[0]}`, `127.0.0.1:${suite.joinedBySerfPort}`]);
+      const r = await run('serf', ['join', `-rpc-addr=127.0.0.1:${ports.rpc[0]}`, `127.0.0.1:${ports.joinedBySerf}`]);
       expect(r.code).toBe(0);
       await eventually(`${name} to list the serf agents alive`, () => shoalMembers(t4), (m) => s.every((n) => shoalStateOf(m, n) === 'alive'));
-      await eventually(`serf to list ${name} alive`, () => serfMembers(suite.rpcPorts[1]), (m) => statusOf(m, name) === 'alive');
+      await eventually(`serf to list ${name} alive`, () => serfMembers(ports.rpc[1]), (m) => statusOf(m, name) === 'alive');
     });
 
     it('a SIGKILLed shoal node shows as failed in serf', { timeout: STEP_TIMEOUT_MS }, async () => {
       shoal[2]!.kill();
-      for (const rpc of suite.rpcPorts) {
+      for (const rpc of ports.rpc) {
         await eventually(`serf at ${rpc} to show ${ts[2]} failed`, () => serfMembers(rpc), (m) => statusOf(m, ts[2]) === 'failed');
       }
       // The other shoal nodes agree.
@@ -274,14 +322,14 @@ for (const suite of SUITES) {
         await eventually(`${p.label} to see ${s[1]} dead`, () => shoalMembers(p), (m) => shoalStateOf(m, s[1]) === 'dead');
         expect(p.lines.some((l) => l['type'] === 'event' && l['event'] === 'dead' && l['member'] === s[1])).toBe(true);
       }
-      await eventually(`${s[0]} to show ${s[1]} failed`, () => serfMembers(suite.rpcPorts[0]), (m) => statusOf(m, s[1]) === 'failed');
+      await eventually(`${s[0]} to show ${s[1]} failed`, () => serfMembers(ports.rpc[0]), (m) => statusOf(m, s[1]) === 'failed');
     });
 
     it('a shoal node that leaves shows as left in serf', { timeout: STEP_TIMEOUT_MS }, async () => {
       const leaver = shoal[1]!;
       leaver.child.stdin.write('leave\n');
       await leaver.waitLine((l) => l['type'] === 'left', 30_000);
-      await eventually(`${s[0]} to show ${ts[1]} left`, () => serfMembers(suite.rpcPorts[0]), (m) => statusOf(m, ts[1]) === 'left');
+      await eventually(`${s[0]} to show ${ts[1]} left`, () => serfMembers(ports.rpc[0]), (m) => statusOf(m, ts[1]) === 'left');
       await eventually(`${ts[0]} to see ${ts[1]} left`, () => shoalMembers(shoal[0]!), (m) => shoalStateOf(m, ts[1]) === 'left');
     });
 
@@ -297,12 +345,12 @@ for (const suite of SUITES) {
     if (suite.encrypt) {
       it('refuses a node with the wrong key, counted, without crashing', { timeout: STEP_TIMEOUT_MS }, async () => {
         const wrongKey = randomBytes(32).toString('base64');
-        const wrong = startShoal(`${suite.prefix}ts-wrong`, suite.wrongKeyPort, [`127.0.0.1:${suite.serfPorts[0]}`], wrongKey);
+        const wrong = startShoal(`${suite.prefix}ts-wrong`, ports.wrongKey, [`127.0.0.1:${ports.serf[0]}`], wrongKey);
         // Its join to serf fails: serf cannot open what it sends.
         const join = await wrong.waitLine((l) => l['type'] === 'joined' || l['type'] === 'join-failed', 30_000);
         expect(join['type']).toBe('join-failed');
         // serf's join to it fails too, and the node counts why it refused serf's stream.
-        const r = await run('serf', ['join', `-rpc-addr=127.0.0.1:${suite.rpcPorts[0]}`, `127.0.0.1:${suite.wrongKeyPort}`]);
+        const r = await run('serf', ['join', `-rpc-addr=127.0.0.1:${ports.rpc[0]}`, `127.0.0.1:${ports.wrongKey}`]);
         expect(r.code).not.toBe(0);
         const counters = await eventually(
           'the wrong-key node to count a decrypt failure',
@@ -312,7 +360,7 @@ for (const suite of SUITES) {
         );
         expect(counters['gossip_rx_dropped_decrypt_failed']).toBeGreaterThan(0);
         expect(wrong.running).toBe(true);
-        expect(statusOf(await serfMembers(suite.rpcPorts[0]), wrong.label)).toBeUndefined();
+        expect(statusOf(await serfMembers(ports.rpc[0]), wrong.label)).toBeUndefined();
         expect(shoalStateOf(await shoalMembers(wrong), s[0])).toBeUndefined();
         wrong.kill();
       });
