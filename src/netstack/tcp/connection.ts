@@ -370,6 +370,7 @@ export class TcpConnection {
     }
     this.close();
     if (this.#state === 'FIN-WAIT-2') this.#closeAt = this.#now + this.config.finWait2TimeoutMs;
+    this.#wake();
   }
 
   /** Copies queued bytes (offset from the first unacknowledged byte) into a segment being built. */

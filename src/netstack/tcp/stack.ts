@@ -137,6 +137,7 @@ export class TcpStack {
   /** Passive connections not yet established, and the listener they count against. */
   readonly #pending = new Map<TcpConnection, TcpListener>();
   readonly #host: TcpConnectionHost;
+  readonly #deadlines = new DeadlineHeap();
 
   constructor(options: TcpStackOptions) {
     this.#rng = options.rng;
@@ -151,7 +152,10 @@ export class TcpStack {
       transmit: (conn, repr, off, len) => this.#send(conn.tuple.localAddr, conn.tuple.remoteAddr, repr, conn, off, len),
       established: (conn) => this.#established(conn),
       closed: (conn) => this.#remove(conn),
-      wake: () => this.onWake?.(),
+      wake: (conn) => {
+        this.#schedule(conn);
+        this.onWake?.();
+      },
     };
   }
 
@@ -209,6 +213,7 @@ export class TcpStack {
     const conn = TcpConnection.connect(this.#host, config, tuple, iss, this.#rng.u32(), now);
     this.#add(conn);
     this.counters.inc('tcp_active_opens');
+    this.#schedule(conn);
     this.onWake?.();
     return conn;
   }
@@ -230,6 +235,7 @@ export class TcpStack {
         conn.abortSilently();
       } else {
         conn.process(repr, payload, now);
+        this.#schedule(conn);
         return;
       }
     }
@@ -241,21 +247,39 @@ export class TcpStack {
 
   /** Polls every connection whose time has come. */
   poll(now: number): void {
-    for (const list of [...this.#conns.values()]) {
-      for (const conn of list) if (conn.pollAt() <= now) conn.poll(now);
+    const due = new Set<TcpConnection>();
+    const heap = this.#deadlines;
+    while (heap.size > 0 && heap.peekAt() <= now) {
+      const { at, conn } = heap.pop();
+      // Entries go stale when a deadline moves; only the current one counts.
+      if (conn.state !== 'CLOSED' && conn.pollAt() === at) due.add(conn);
+    }
+    for (const conn of due) {
+      conn.poll(now);
+      this.#schedule(conn);
     }
   }
 
   /** The earliest pollAt() of any connection: 0 for at once, Infinity when idle. */
   pollAt(): number {
-    let at = Infinity;
-    for (const list of this.#conns.values()) {
-      for (const conn of list) {
-        const t = conn.pollAt();
-        if (t < at) at = t;
-      }
+    const heap = this.#deadlines;
+    while (heap.size > 0) {
+      const { at, conn } = heap.peek();
+      if (conn.state !== 'CLOSED' && conn.pollAt() === at) return at;
+      heap.pop();
+      if (conn.state !== 'CLOSED') this.#schedule(conn);
     }
-    return at;
+    return Infinity;
+  }
+
+  /**
+   * Files the connection's next deadline. Called after everything that can change it (a
+   * segment processed, a poll, an application call), so pollAt() and poll() touch only the
+   * connections that are due instead of scanning them all per packet.
+   */
+  #schedule(conn: TcpConnection): void {
+    const at = conn.pollAt();
+    if (at !== Infinity) this.#deadlines.push(at, conn);
   }
 
   /** LISTEN (RFC 9293 §3.10.7.2). Returns false when the segment is to be answered with RST. */
@@ -276,6 +300,7 @@ export class TcpStack {
     this.#add(conn);
     this.counters.inc('tcp_passive_opens');
     conn.poll(now);
+    this.#schedule(conn);
     return true;
   }
 
@@ -367,4 +392,67 @@ export class TcpStack {
 
 function checkPort(port: number, allowZero: boolean): void {
   if (!Number.isInteger(port) || port < (allowZero ? 0 : 1) || port > 65535) throw new InvalidArgumentError(`Bad TCP port ${port}`);
+}
+
+/**
+ * A binary min-heap of (deadline, connection). Stale entries are left in place and skipped when
+ * they surface: cheaper than finding and moving them each time an ACK restarts a timer.
+ */
+class DeadlineHeap {
+  #at: number[] = [];
+  #conn: TcpConnection[] = [];
+
+  get size(): number {
+    return this.#at.length;
+  }
+
+  peekAt(): number {
+    return this.#at[0]!;
+  }
+
+  peek(): { at: number; conn: TcpConnection } {
+    return { at: this.#at[0]!, conn: this.#conn[0]! };
+  }
+
+  push(at: number, conn: TcpConnection): void {
+    const a = this.#at;
+    const c = this.#conn;
+    let i = a.length;
+    a.push(at);
+    c.push(conn);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent]! <= at) break;
+      a[i] = a[parent]!;
+      c[i] = c[parent]!;
+      i = parent;
+    }
+    a[i] = at;
+    c[i] = conn;
+  }
+
+  pop(): { at: number; conn: TcpConnection } {
+    const a = this.#at;
+    const c = this.#conn;
+    const top = { at: a[0]!, conn: c[0]! };
+    const lastAt = a.pop()!;
+    const lastConn = c.pop()!;
+    const n = a.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const m = r < n && a[r]! < a[l]! ? r : l;
+        if (a[m]! >= lastAt) break;
+        a[i] = a[m]!;
+        c[i] = c[m]!;
+        i = m;
+      }
+      a[i] = lastAt;
+      c[i] = lastConn;
+    }
+    return top;
+  }
 }
