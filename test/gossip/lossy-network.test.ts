@@ -4,7 +4,7 @@
  * runs ten simulated minutes per seed.
  */
 import { describe, expect, it } from 'vitest';
-import { Sim, forSeeds, seeds } from './sim.js';
+import { Sim, forSeeds, seeds, simTimeout } from './sim.js';
 
 describe('simulation: lossy network', () => {
   it('at 5 % packet loss no live node is ever declared dead over 10 simulated minutes', async () => {
@@ -19,5 +19,5 @@ describe('simulation: lossy network', () => {
       expect(sim.net.stats.packetsLost).toBeGreaterThan(0.04 * sim.net.stats.packetsSent);
       sim.shutdown();
     });
-  }, 60_000);
+  }, simTimeout(3_000));
 });

@@ -115,6 +115,11 @@ export class Sim {
   }
 }
 
+/** A test timeout for `perSeedMs` of work per seed (loaded CI machines run several times slower). */
+export function simTimeout(perSeedMs: number): number {
+  return Math.max(60_000, perSeedMs * seeds(0).length * 4);
+}
+
 /** Runs `body` for each seed; a failure names the seed so it can be replayed alone. */
 export async function forSeeds(seeds: readonly number[], body: (seed: number) => Promise<void>): Promise<void> {
   for (const seed of seeds) {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { suspicionBounds } from '../../src/gossip/formulas.js';
 import { LAN_CONFIG } from '../../src/gossip/memberlist.js';
-import { Sim, forSeeds, seeds } from './sim.js';
+import { Sim, forSeeds, seeds, simTimeout } from './sim.js';
 
 /** Time for gossip to carry a message across the cluster: a generous number of gossip rounds. */
 const DISSEMINATION_MS = 5_000;
@@ -26,7 +26,7 @@ describe('simulation: convergence', () => {
       sim.clock.advance(1000); // packets still in flight land on closed transports
       expect(sim.clock.pendingTimers, 'no timer outlives shutdown').toBe(0);
     });
-  });
+  }, simTimeout(1_000));
 });
 
 describe('simulation: failure detection', () => {
@@ -59,7 +59,7 @@ describe('simulation: failure detection', () => {
       for (const n of live) expect(n.events.filter((e) => e.type === 'dead' && e.member.name !== victim.name)).toEqual([]);
       sim.shutdown();
     });
-  });
+  }, simTimeout(1_000));
 
 });
 
@@ -92,7 +92,7 @@ describe('simulation: Lifeguard local health', () => {
       expect(worstHealthy).toBeLessThanOrEqual(LAN_CONFIG.indirectChecks);
       sim.shutdown();
     });
-  });
+  }, simTimeout(1_000));
 });
 
 describe('simulation: duplication and reordering', () => {
@@ -111,7 +111,7 @@ describe('simulation: duplication and reordering', () => {
       expect(await sim.run(20 * 1000 + maxMs + DISSEMINATION_MS, allDead)).toBeDefined();
       sim.shutdown();
     });
-  });
+  }, simTimeout(1_000));
 });
 
 describe('simulation: partitions', () => {
@@ -138,7 +138,7 @@ describe('simulation: partitions', () => {
       expect(t, 'converged after healing').toBeDefined();
       sim.shutdown();
     });
-  }, 60_000);
+  }, simTimeout(1_000));
 
   it('a node cut off for less than the suspicion timeout refutes and is never declared dead', async () => {
     await forSeeds(seeds(500), async (seed) => {
@@ -167,5 +167,5 @@ describe('simulation: partitions', () => {
       for (const d of deaths) expect(d.by.events.some((e) => e.type === 'join' && e.member.name === d.name && e.member.incarnation > 1)).toBe(true);
       sim.shutdown();
     });
-  });
+  }, simTimeout(1_000));
 });
