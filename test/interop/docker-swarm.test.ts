@@ -138,6 +138,9 @@ describeInterop(
         execFile(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'node', 'ls', '--api-socket', path.join(tmp, '41.sock')], (error, stdout) => (error ? reject(error) : resolve(stdout))),
       );
       expect(shoal).toBe(out);
+      expect(await ok(41, ['node', 'ls', '-f', 'role=manager', '--format', '{{.Hostname}}'])).toBe('node-41\n');
+      expect(await ok(42, ['info', '--format', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}'])).toBe('active false 127.0.0.42\n');
+      expect(await ok(41, ['node', 'inspect', '--format', '{{.Description.Hostname}} {{.ManagerStatus.Addr}}', 'self'])).toBe(`node-41 127.0.0.41:${rpcPort(41)}\n`);
     });
 
     it('a worker cannot answer cluster questions', async () => {
