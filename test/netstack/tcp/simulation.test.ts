@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SeededRng } from '../../../src/lib/rng.js';
+import type { TcpConfig } from '../../../src/netstack/tcp/config.js';
 import type { TcpConnection } from '../../../src/netstack/tcp/connection.js';
 import { B_ADDR, SimNet, concat, equalBytes, randomBytes, type LinkProfile } from './sim-net.js';
 
@@ -81,9 +82,9 @@ function received(peer: Peer): Uint8Array {
   return concat(peer.received);
 }
 
-function runTransfer(seed: number, order: CloseOrder, size: number): void {
-  const where = `seed ${seed} order ${order} (replay: SHOAL_TCP_SEED=${seed} SHOAL_TCP_ORDER=${order})`;
-  const net = new SimNet(seed, linkFor(seed));
+function runTransfer(seed: number, order: CloseOrder, size: number, config: Partial<TcpConfig> = {}): void {
+  const where = `seed ${seed} order ${order} config ${JSON.stringify(config)} (replay: SHOAL_TCP_SEED=${seed} SHOAL_TCP_ORDER=${order})`;
+  const net = new SimNet(seed, linkFor(seed), config);
   const up = randomBytes(seed * 2 + 1, size);
   const down = randomBytes(seed * 2 + 2, size);
   let server: Peer | undefined;
@@ -131,6 +132,39 @@ describe('tcp simulation: two stacks, lossy link, manual clock', () => {
       for (const seed of seeds) runTransfer(seed, order, MB);
     }, 600_000);
   }
+
+  // The options a peer may refuse: without SACK, recovery is NewReno (RFC 6582); without
+  // timestamps, RTT comes from one timed segment per window (RFC 6298 §3, Karn).
+  const VARIANTS: readonly [string, Partial<TcpConfig>][] = [
+    ['no SACK (NewReno)', { sack: false }],
+    ['no timestamps, no window scaling', { timestamps: false, windowScaling: false, receiveBufferSize: 65535 }],
+    ['no options at all, delayed ACKs off', { sack: false, timestamps: false, windowScaling: false, receiveBufferSize: 65535, delayedAckMs: 0 }],
+  ];
+  for (const [name, config] of VARIANTS) {
+    it(`1 MB each way with ${name}, ${ONLY_SEED ?? Math.ceil(SEEDS / 4)} seed(s)`, () => {
+      const seeds = ONLY_SEED !== undefined ? [ONLY_SEED] : Array.from({ length: Math.ceil(SEEDS / 4) }, (_, i) => 1000 + i);
+      for (const seed of seeds) runTransfer(seed, ORDERS[seed % ORDERS.length]!, MB, config);
+    }, 600_000);
+  }
+
+  it('200 connections at once, 20 kB each way, all byte-exact and all closed', () => {
+    const net = new SimNet(ONLY_SEED ?? 3, { loss: 0.02, duplicate: 0.01, reorder: 0.02, reorderMs: 5, delayMs: 3, jitterMs: 0.2 });
+    const servers: Peer[] = [];
+    const clients: Peer[] = [];
+    const sizes = 20_000;
+    net.b.stack.listen(80, (conn) => servers.push(play(conn, randomBytes(conn.tuple.remotePort, sizes), 'after-peer-end')));
+    const ports: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const conn = net.a.stack.connect({ remoteAddress: B_ADDR, remotePort: 80 }, net.clock.now());
+      ports.push(conn.tuple.localPort);
+      clients.push(play(conn, randomBytes(conn.tuple.localPort + 100_000, sizes), 'after-send'));
+    }
+    expect(net.run(() => clients.every((c) => c.closed) && servers.length === 200 && servers.every((s) => s.closed), 20_000_000)).toBe(true);
+    clients.forEach((c, i) => expect(equalBytes(received(c), randomBytes(ports[i]!, sizes)), `client ${i}`).toBe(true));
+    expect(servers.every((s) => received(s).length === sizes && s.error === undefined)).toBe(true);
+    expect(net.drain()).toBe(true);
+    expect(net.a.stack.connectionCount + net.b.stack.connectionCount).toBe(0);
+  }, 600_000);
 
   it('10 MB each way on a 3 % lossy link', () => {
     const seed = ONLY_SEED ?? 7;
