@@ -79,6 +79,11 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
     let open = true;
     let serving = false;
 
+    /**
+     * The idle clock runs while nothing is in flight and restarts only when an answer goes out,
+     * not when bytes arrive: a client trickling a message a byte at a time cannot hold the
+     * connection past the timeout.
+     */
     const armIdle = (): void => {
       idle?.cancel();
       idle = inFlight === 0 && open ? options.clock.setTimer(idleTimeoutMs, onIdle) : undefined;
@@ -99,6 +104,7 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
         counters.inc('dns_tcp_tx_messages');
         if (!socket.write(frameMessage(bytes))) waitingDrain = true;
       }
+      if (inFlight === 0) armIdle();
       // A late (forwarded) answer frees a slot; an answer given inside the loop below does not recurse.
       if (!serving) serveBuffered();
     };
@@ -113,6 +119,8 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
         if (!message) break;
         counters.inc('dns_tcp_rx_messages');
         inFlight++;
+        idle?.cancel();
+        idle = undefined;
         const outcome = options.handler.handle(message, client);
         switch (outcome.kind) {
           case 'response':
@@ -132,7 +140,6 @@ export async function startTcpDnsServer(options: TcpDnsServerOptions): Promise<T
       }
       serving = false;
       updateFlow();
-      armIdle();
     };
 
     socket.on('drain', () => {

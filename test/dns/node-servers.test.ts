@@ -214,6 +214,26 @@ describe('TCP listener', () => {
     expect(server.counters.get('dns_tcp_idle_timeouts')).toBe(1);
   });
 
+  it('closes a connection that trickles a partial message at the idle timeout (slowloris)', async () => {
+    const { resolver } = resolverOn();
+    const clock = new ManualClock();
+    const server = await startTcpDnsServer({ address: HOST, port: 19015, handler: resolver, clock, idleTimeoutMs: 5000 });
+    cleanups.push(() => server.close());
+    const client = await tcpClient(server.port);
+    const framed = frameMessage(query('web'));
+    await until(() => server.counters.get('dns_tcp_connections') === 1);
+    // A byte every 1.2 s: with the timer restarted by every byte this would never close.
+    for (let i = 0; i < 5; i++) {
+      client.write(framed.subarray(i, i + 1));
+      for (let turn = 0; turn < 3; turn++) await until(() => true);
+      clock.advance(1200);
+    }
+    // The timeout fires inside advance(); the close reaches the client a moment later.
+    expect(server.counters.get('dns_tcp_idle_timeouts')).toBe(1);
+    expect(server.counters.get('dns_tcp_rx_messages')).toBe(0);
+    await client.closed;
+  });
+
   it('closes connections beyond the bound at once and counts them', async () => {
     const { resolver } = resolverOn();
     const server = await startTcpDnsServer({ address: HOST, port: 19013, handler: resolver, clock: new ManualClock(), maxConnections: 2 });
