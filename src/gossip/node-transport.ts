@@ -17,6 +17,7 @@
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, connect, isIPv6, isIP, type Server, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
@@ -29,6 +30,7 @@ import {
   InvalidArgumentError,
   type ShoalError,
 } from '../lib/errors.js';
+import { ipToBytes } from './ip.js';
 import type { GossipAddress, Packet, Stream, StreamHandlers, Transport, TransportHandlers } from './transport.js';
 
 /** memberlist's LAN TCPTimeout: the read deadline of an inbound stream (`ML config.go`, spec §13). */
@@ -88,10 +90,12 @@ export class NodeTransport implements Transport {
   readonly #clock: Clock;
   readonly #streamTimeoutMs: number;
   readonly #streams = new Set<NodeStream>();
+  readonly #bindHost: string;
   #handlers: TransportHandlers | undefined;
   #closed = false;
 
   private constructor(udp: UdpSocket, tcp: Server, localAddress: GossipAddress, options: NodeTransportOptions) {
+    this.#bindHost = options.host;
     this.#udp = udp;
     this.#tcp = tcp;
     this.#clock = options.clock;
@@ -154,6 +158,33 @@ export class NodeTransport implements Transport {
 
   setHandlers(handlers: TransportHandlers): void {
     this.#handlers = handlers;
+  }
+
+  /**
+   * Datagrams the kernel dropped because our receive buffer was full: the `drops` column of
+   * /proc/net/udp (or udp6) for this socket. Node itself cannot see these losses
+   * (MACHINE-NOTES.md), so this is how they get counted. undefined where /proc does not say
+   * (not Linux, or the socket is closed). Reads a file: call it when metrics are scraped, not
+   * per packet.
+   */
+  udpKernelDrops(): number | undefined {
+    if (this.#closed) return undefined;
+    const six = isIPv6(this.#bindHost);
+    const local = `${procHex(this.#bindHost)}:${this.localAddress.port.toString(16).toUpperCase().padStart(4, '0')}`;
+    let table: string;
+    try {
+      table = readFileSync(six ? '/proc/net/udp6' : '/proc/net/udp', 'utf8');
+    } catch {
+      return undefined;
+    }
+    for (const line of table.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1] === local) {
+        const drops = Number(cols.at(-1));
+        return Number.isInteger(drops) ? drops : undefined;
+      }
+    }
+    return undefined;
   }
 
   sendPacket(to: GossipAddress, buf: Uint8Array): void {
@@ -364,6 +395,16 @@ function toShoalError(e: NodeJS.ErrnoException, remote: GossipAddress): ShoalErr
     default:
       return new GossipSocketError(`Stream to ${where} failed: ${e.message}`, { cause: e });
   }
+}
+
+/** An IP as /proc/net/udp{,6} prints it: each 32-bit word in host (little-endian) byte order, hex. */
+function procHex(host: string): string {
+  const bytes = ipToBytes(host) ?? new Uint8Array(isIPv6(host) ? 16 : 4);
+  let out = '';
+  for (let w = 0; w < bytes.length; w += 4) {
+    for (let i = 3; i >= 0; i--) out += bytes[w + i]!.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
 }
 
 function advertiseFor(options: NodeTransportOptions): string {

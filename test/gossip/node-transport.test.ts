@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -232,6 +233,31 @@ describe('NodeTransport', () => {
     await expect(NodeTransport.bind({ host: '127.0.0.1', port: a.localAddress.port, clock: new RealClock() })).rejects.toBeInstanceOf(GossipSocketError);
     await expect(NodeTransport.bind({ host: 'localhost', port: 0, clock: new RealClock() })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(NodeTransport.bind({ host: '127.0.0.1', port: 70000, clock: new RealClock() })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it.skipIf(process.platform !== 'linux')('counts the datagrams the kernel dropped while we could not read', async () => {
+    const t = await bind({ recvBufferSize: 4096 });
+    t.setHandlers({ onPacket: () => {}, onStream: () => {} });
+    expect(t.udpKernelDrops()).toBe(0);
+    // Another process floods the port while this one's event loop is blocked in execFileSync,
+    // so nothing drains the (small) receive buffer.
+    const flood = `const s = require('node:dgram').createSocket('udp4'); let n = 0;
+      const go = () => { if (n++ === 400) return s.close(); s.send(Buffer.alloc(1000), ${t.localAddress.port}, '127.0.0.1', go); }; go();`;
+    execFileSync(process.execPath, ['-e', flood]);
+    const drops = t.udpKernelDrops();
+    expect(drops).toBeGreaterThan(0);
+    // What got through is still delivered.
+    await next<void>((deliver) => {
+      const poll = setInterval(() => {
+        if (t.counters.get('transport_udp_rx_packets') > 0) {
+          clearInterval(poll);
+          deliver();
+        }
+      }, 5);
+    });
+    expect(t.counters.get('transport_udp_rx_packets') + drops!).toBeLessThanOrEqual(400);
+    t.close();
+    expect(t.udpKernelDrops()).toBeUndefined();
   });
 
   const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((a) => a.address === '::1'));
