@@ -680,6 +680,8 @@ export interface DecodePacketOptions {
  * to MAX_PACKET_DEPTH). Returns an error when the datagram as a whole is unusable (empty,
  * undecryptable, bad CRC, or a single message that does not decode); inside a compound, bad or
  * truncated parts are reported to `onDrop` and the rest are returned. Never throws.
+ * Byte fields of the messages are views into `bytes` (or into the decrypted or inflated copy):
+ * the caller must not reuse `bytes` while it keeps them.
  */
 export function decodePacket(bytes: Uint8Array, options: DecodePacketOptions = {}): Result<Message[], MemberlistWireError> {
   if (bytes.length === 0) return err('empty');
