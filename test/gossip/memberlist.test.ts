@@ -7,12 +7,12 @@ import { GossipJoinError, InvalidArgumentError } from '../../src/lib/errors.js';
 import { LAN_CONFIG, Memberlist, parseSeed } from '../../src/gossip/memberlist.js';
 import { encodeMessage } from '../../src/wire/memberlist/codec.js';
 import { Keyring } from '../../src/wire/memberlist/crypto.js';
-import { Sim } from './sim.js';
+import { Sim, type SimOptions } from './sim.js';
 
 const KEY_A = Keyring.fromBase64('T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=');
 const KEY_B = Keyring.fromBase64('HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=');
 
-async function cluster(n: number, seed = 1, options: ConstructorParameters<typeof Sim>[0] extends infer O ? Omit<O & object, 'seed'> : never = {}): Promise<Sim> {
+async function cluster(n: number, seed = 1, options: Omit<SimOptions, 'seed'> = {}): Promise<Sim> {
   const sim = new Sim({ seed, ...options });
   await sim.startCluster(n);
   const t = await sim.run(30_000, () => sim.converged());
