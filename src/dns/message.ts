@@ -86,7 +86,7 @@ export interface DnsQuery {
 }
 
 export type QueryParse =
-  /** Not worth an answer: too short to carry a header, or a response (answering it could loop). */
+  /** Not worth an answer: too short to carry even an ID, or a response (answering it could loop). */
   | { readonly kind: 'drop'; readonly reason: 'short' | 'response' }
   /** Has a header, so gets a header-only answer with this rcode (RFC 1035 §4.1.1). */
   | { readonly kind: 'error'; readonly id: number; readonly flags: number; readonly rcode: RcodeValue; readonly reason: string }
@@ -136,8 +136,10 @@ export function skipName(bytes: Uint8Array, at: number): number {
 const error = (id: number, flags: number, rcode: RcodeValue, reason: string): QueryParse => ({ kind: 'error', id, flags, rcode, reason });
 
 /**
- * Judges one message a client sent. Never throws. Order of checks: a header is needed for any
- * answer; QR=1 is dropped; opcode ≠ QUERY gets NOTIMP before the body is read (RFC 1035
+ * Judges one message a client sent. Never throws. Order of checks: fewer than 2 bytes has no
+ * ID to answer to and is dropped; QR=1 is dropped; a message with an ID but no whole header
+ * gets FORMERR (a header-only answer needs nothing more); opcode ≠ QUERY gets NOTIMP before
+ * the body is read (RFC 1035
  * §4.1.1: "not implemented"); QDCOUNT ≠ 1 gets FORMERR (the only count a query can carry,
  * RFC 1035 §4.1.2 in practice; multi-question queries were never given semantics); a
  * question name must be uncompressed (nothing precedes it to point at) and within §2.3.4's
@@ -145,10 +147,12 @@ const error = (id: number, flags: number, rcode: RcodeValue, reason: string): Qu
  * (RFC 6891 §6.1.1). Bytes after the last counted RR are ignored.
  */
 export function parseQuery(bytes: Uint8Array): QueryParse {
-  if (bytes.length < DNS_HEADER_LEN) return { kind: 'drop', reason: 'short' };
+  if (bytes.length < 2) return { kind: 'drop', reason: 'short' };
   const id = readU16(bytes, 0);
-  const flags = readU16(bytes, 2);
+  // With a third byte we know QR and the opcode; without one, assume a plain query.
+  const flags = bytes.length >= 4 ? readU16(bytes, 2) : bytes.length === 3 ? bytes[2]! << 8 : 0;
   if (flags & Flag.QR) return { kind: 'drop', reason: 'response' };
+  if (bytes.length < DNS_HEADER_LEN) return error(id, flags, Rcode.FORMERR, 'header truncated');
   if (opcodeOf(flags) !== OPCODE_QUERY) return error(id, flags, Rcode.NOTIMP, 'opcode');
   const qdcount = readU16(bytes, 4);
   if (qdcount !== 1) return error(id, flags, Rcode.FORMERR, 'qdcount');

@@ -295,12 +295,25 @@ describe('resolver: negative answers', () => {
 });
 
 describe('resolver: bad and unusual queries', () => {
-  it('drops (and counts) messages too short to carry a header', () => {
+  it('drops (and counts) messages too short to carry an ID', () => {
     const { resolver } = setup();
-    for (const bytes of [new Uint8Array(0), new Uint8Array([0x12]), new Uint8Array(11)]) {
+    for (const bytes of [new Uint8Array(0), new Uint8Array([0x12])]) {
       expect(resolver.handle(bytes, HOST_CLIENT)).toEqual({ kind: 'drop', reason: 'short' });
     }
-    expect(resolver.counters.get('dns_dropped_short')).toBe(3);
+    expect(resolver.counters.get('dns_dropped_short')).toBe(2);
+  });
+
+  it('answers FORMERR, with the ID, to a message with an ID but no whole header', () => {
+    const { resolver } = setup();
+    for (const bytes of [new Uint8Array([0xab, 0xcd]), new Uint8Array([0xab, 0xcd, 0x01]), new Uint8Array([0xab, 0xcd, 0x01, 0, 0, 1, 0, 0, 0, 0, 0])]) {
+      const r = ask(resolver, bytes);
+      expect(r.id).toBe(0xabcd);
+      expect(r.rcode).toBe('FORMERR');
+      expect(r.flag_qr).toBe(true);
+    }
+    // ... unless it already says it is a response.
+    expect(resolver.handle(new Uint8Array([0xab, 0xcd, 0x81]), HOST_CLIENT)).toEqual({ kind: 'drop', reason: 'response' });
+    expect(resolver.counters.get('dns_responses_formerr')).toBe(3);
   });
 
   it('drops responses (QR=1), which must never be answered', () => {
