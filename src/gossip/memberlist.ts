@@ -40,7 +40,13 @@
  * - gossip tick (GossipInterval): queued broadcasts to GossipNodes random members (ML state.go:566-616);
  * - push/pull tick (PushPullInterval, scaled with cluster size) and on join: full state over TCP
  *   (ML state.go:168-189, 622-641; net.go:875-978);
- * - every reply packet piggybacks queued broadcasts (ML net.go:720-743).
+ * - every reply packet piggybacks queued broadcasts (ML net.go:720-743);
+ * - reconnect tick (ReconnectInterval, 30 s): a push/pull with one random failed member, so a
+ *   healed partition merges again (serf's loop; memberlist alone never would).
+ *
+ * To show as *left* (not failed) in serf, send serf's leave intent before `leave()`: a user
+ * message `[0][msgpack {LTime, Node, Prune}]` by `queueBroadcast` or `sendBestEffort`, a few
+ * hundred ms ahead (spec §14.5).
  *
  * Received bytes that do not decode are dropped and counted by reason (`counters`); nothing a
  * peer sends can throw out of a handler.
