@@ -145,3 +145,55 @@ describe('RingBuffer', () => {
     expect(() => ring.copyOut(2, 3, new Uint8Array(3), 0)).toThrow(RangeError);
   });
 });
+
+describe('RingBuffer growth', () => {
+  it('starts small, grows on demand to its capacity, and keeps every byte in order', () => {
+    const ring = new RingBuffer(100_000);
+    expect(ring.allocated).toBeLessThan(20_000);
+    const data = Uint8Array.from({ length: 90_000 }, (_, i) => (i * 13) & 0xff);
+    ring.append(data.subarray(0, 10_000));
+    expect([...ring.read(5_000)]).toEqual([...data.subarray(0, 5_000)]);
+    // Out-of-order bytes beyond the committed end survive growth.
+    ring.writeAt(55_000, data.subarray(65_000, 90_000));
+    expect(ring.append(data.subarray(10_000, 65_000))).toBe(55_000);
+    ring.commit(25_000);
+    expect(ring.allocated).toBeLessThanOrEqual(100_000);
+    expect([...ring.read(100_000)]).toEqual([...data.subarray(5_000)]);
+  });
+
+  it('agrees with a plain array on random appends, out-of-order writes and reads', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(3), fc.nat(5000)), { maxLength: 40 }), (ops) => {
+        const cap = 20_000;
+        const ring = new RingBuffer(cap);
+        let model: number[] = [];
+        let n = 0;
+        for (const [op, size] of ops) {
+          if (op === 0) {
+            const chunk = Uint8Array.from({ length: size }, () => n++ & 0xff);
+            const took = ring.append(chunk);
+            model = model.concat([...chunk.subarray(0, took)]);
+          } else if (op === 1) {
+            const got = ring.read(size);
+            expect([...got]).toEqual(model.slice(0, got.length));
+            model = model.slice(got.length);
+          } else {
+            // Out of order, then the gap, then commit both.
+            const gap = Math.min(size % 100, ring.free);
+            const rest = Math.min(size, ring.free - gap);
+            const later = Uint8Array.from({ length: rest }, (_, i) => (n + gap + i) & 0xff);
+            ring.writeAt(gap, later);
+            const first = Uint8Array.from({ length: gap }, (_, i) => (n + i) & 0xff);
+            ring.writeAt(0, first);
+            ring.commit(gap + rest);
+            model = model.concat([...first], [...later]);
+            n += gap + rest;
+          }
+          expect(ring.length).toBe(model.length);
+        }
+        expect([...ring.read(cap)]).toEqual(model);
+      }),
+      { numRuns: Math.max(100, PROPERTY_RUNS / 10) },
+    );
+  });
+});
