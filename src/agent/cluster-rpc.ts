@@ -117,7 +117,11 @@ function reply(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
 }
 
-/** The HTTP status for a catalogue error, as dockerd maps swarmkit's gRPC codes (spec §2.3). */
+/**
+ * The HTTP status for a catalogue error, as dockerd maps swarmkit's gRPC codes (spec §2.3);
+ * the same table as src/api/docker.ts statusFor (which this layer cannot import: the API
+ * imports the agent).
+ */
 export function statusOf(error: unknown): number {
   switch (codeOf(error)) {
     case 'ERR_INVALID_ARGUMENT':
@@ -129,10 +133,6 @@ export function statusOf(error: unknown): number {
       return 403;
     case 'ERR_NOT_FOUND':
       return 404;
-    case 'ERR_CONFLICT':
-      return 409;
-    case 'ERR_NOT_IMPLEMENTED':
-      return 501;
     case 'ERR_UNAVAILABLE':
     case 'ERR_CAPACITY':
       return 503;

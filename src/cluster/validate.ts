@@ -81,23 +81,27 @@ export function parseSwarmSpecUpdate(body: unknown, base: SwarmSpec): Result<Swa
   if (name !== undefined && name !== null && name !== '' && name !== 'default') return err('swarm spec must be named "default"');
   const labels = body['Labels'] === undefined || body['Labels'] === null ? ok(base.Labels) : parseLabels(body['Labels'], 'Labels');
   if (!labels.ok) return labels;
-  const orchestration = section('Orchestration');
-  const raft = section('Raft');
-  const dispatcher = section('Dispatcher');
-  const caConfig = section('CAConfig');
-  const encryption = section('EncryptionConfig');
-  const taskDefaults = section('TaskDefaults');
-  for (const s of [orchestration, raft, dispatcher, caConfig, encryption, taskDefaults]) if (!s.ok) return s;
-  if (!orchestration.ok || !raft.ok || !dispatcher.ok || !caConfig.ok || !encryption.ok || !taskDefaults.ok) return err('unreachable');
-  if (encryption.value['AutoLockManagers'] === true) return err('autolock is not supported by shoal yet');
-  const retention = num(orchestration.value, 'TaskHistoryRetentionLimit', base.Orchestration.TaskHistoryRetentionLimit, 'Orchestration.TaskHistoryRetentionLimit');
-  const heartbeat = num(dispatcher.value, 'HeartbeatPeriod', base.Dispatcher.HeartbeatPeriod, 'Dispatcher.HeartbeatPeriod');
-  const expiry = num(caConfig.value, 'NodeCertExpiry', base.CAConfig.NodeCertExpiry, 'CAConfig.NodeCertExpiry');
-  const snapshot = num(raft.value, 'SnapshotInterval', base.Raft.SnapshotInterval, 'Raft.SnapshotInterval');
-  const keepOld = num(raft.value, 'KeepOldSnapshots', base.Raft.KeepOldSnapshots, 'Raft.KeepOldSnapshots');
-  const slow = num(raft.value, 'LogEntriesForSlowFollowers', base.Raft.LogEntriesForSlowFollowers, 'Raft.LogEntriesForSlowFollowers');
-  const election = num(raft.value, 'ElectionTick', base.Raft.ElectionTick, 'Raft.ElectionTick');
-  const beat = num(raft.value, 'HeartbeatTick', base.Raft.HeartbeatTick, 'Raft.HeartbeatTick');
+  const sections: Record<string, Json> = {};
+  for (const key of ['Orchestration', 'Raft', 'Dispatcher', 'CAConfig', 'EncryptionConfig', 'TaskDefaults']) {
+    const parsed = section(key);
+    if (!parsed.ok) return parsed;
+    sections[key] = parsed.value;
+  }
+  const orchestration = sections['Orchestration']!;
+  const raft = sections['Raft']!;
+  const dispatcher = sections['Dispatcher']!;
+  const caConfig = sections['CAConfig']!;
+  const encryption = sections['EncryptionConfig']!;
+  const taskDefaults = sections['TaskDefaults']!;
+  if (encryption['AutoLockManagers'] === true) return err('autolock is not supported by shoal yet');
+  const retention = num(orchestration, 'TaskHistoryRetentionLimit', base.Orchestration.TaskHistoryRetentionLimit, 'Orchestration.TaskHistoryRetentionLimit');
+  const heartbeat = num(dispatcher, 'HeartbeatPeriod', base.Dispatcher.HeartbeatPeriod, 'Dispatcher.HeartbeatPeriod');
+  const expiry = num(caConfig, 'NodeCertExpiry', base.CAConfig.NodeCertExpiry, 'CAConfig.NodeCertExpiry');
+  const snapshot = num(raft, 'SnapshotInterval', base.Raft.SnapshotInterval, 'Raft.SnapshotInterval');
+  const keepOld = num(raft, 'KeepOldSnapshots', base.Raft.KeepOldSnapshots, 'Raft.KeepOldSnapshots');
+  const slow = num(raft, 'LogEntriesForSlowFollowers', base.Raft.LogEntriesForSlowFollowers, 'Raft.LogEntriesForSlowFollowers');
+  const election = num(raft, 'ElectionTick', base.Raft.ElectionTick, 'Raft.ElectionTick');
+  const beat = num(raft, 'HeartbeatTick', base.Raft.HeartbeatTick, 'Raft.HeartbeatTick');
   for (const r of [retention, heartbeat, expiry, snapshot, keepOld, slow, election, beat]) if (!r.ok) return r;
   const v = (r: Result<number>): number => (r.ok ? r.value : 0);
   // swarmkit refuses node certificates shorter than an hour (ca.MinNodeCertExpiration).
@@ -109,7 +113,7 @@ export function parseSwarmSpecUpdate(body: unknown, base: SwarmSpec): Result<Swa
     Raft: { SnapshotInterval: v(snapshot), KeepOldSnapshots: v(keepOld), LogEntriesForSlowFollowers: v(slow), ElectionTick: v(election), HeartbeatTick: v(beat) },
     Dispatcher: { HeartbeatPeriod: v(heartbeat) },
     CAConfig: { NodeCertExpiry: v(expiry) },
-    TaskDefaults: Object.keys(taskDefaults.value).length > 0 ? taskDefaults.value : base.TaskDefaults,
+    TaskDefaults: Object.keys(taskDefaults).length > 0 ? taskDefaults : base.TaskDefaults,
     EncryptionConfig: { AutoLockManagers: false },
   });
 }
