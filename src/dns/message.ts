@@ -436,21 +436,44 @@ export function headerOnlyResponse(id: number, queryFlags: number, rcode: number
 }
 
 /**
- * A response that did not fit the client's UDP budget, cut to header and question with TC
- * set (RFC 1035 §4.2.1: the client retries over TCP), plus our OPT when the query had EDNS.
- * `response` is someone else's (an upstream's); its flags and rcode are kept.
+ * Someone else's (an upstream's) response cut to the client's budget: header, question and as
+ * many whole answer RRs as fit, in order; authority and additional data go (RFC 2181 §9: only
+ * a lost answer needs TC, and TC is then set); our OPT RR is appended when the query had EDNS
+ * (RFC 6891 §7). Clients that never retry over TCP (musl before 1.2.4) still get what fits.
+ * Kept RRs' compression pointers stay valid: they point backwards into the kept prefix. The
+ * question is the client's own bytes (`source`), as are the ID; the flags and rcode are the
+ * upstream's. Never throws: a response whose RRs do not parse keeps none of them.
  */
-export function truncatedCopy(response: Uint8Array, query: DnsQuery, source: Uint8Array, optSize: number | undefined): Uint8Array {
+export function fitResponse(response: Uint8Array, query: DnsQuery, source: Uint8Array, limit: number, optSize: number | undefined): Uint8Array {
   const qEnd = query.questionEnd;
-  const out = new Uint8Array(qEnd + (optSize !== undefined ? OPT_RR_LEN : 0));
-  writeU16(out, 0, query.id);
-  writeU16(out, 2, readU16(response, 2) | Flag.TC);
-  writeU16(out, 4, 1);
+  const budget = limit - (optSize !== undefined ? OPT_RR_LEN : 0);
+  const ancount = response.length >= DNS_HEADER_LEN ? readU16(response, 6) : 0;
+  const theirQEnd = response.length >= DNS_HEADER_LEN && readU16(response, 4) === 1 ? questionEnd(response) : -1;
+  // Answers are copied from the upstream's message after its question, which must be as long as ours.
+  let kept = 0;
+  let end = qEnd;
+  if (theirQEnd === qEnd) {
+    for (let offset = qEnd; kept < ancount; kept++) {
+      const nameEnd = skipName(response, offset);
+      if (nameEnd < 0 || nameEnd + 10 > response.length) break;
+      const rrEnd = nameEnd + 10 + readU16(response, nameEnd + 8);
+      if (rrEnd > response.length || rrEnd > budget) break;
+      offset = end = rrEnd;
+    }
+  }
+  const out = new Uint8Array(end + (optSize !== undefined ? OPT_RR_LEN : 0));
+  out.set(response.subarray(0, end));
   out.set(source.subarray(DNS_HEADER_LEN, qEnd), DNS_HEADER_LEN);
+  writeU16(out, 0, query.id);
+  writeU16(out, 2, readU16(response, 2) | (kept < ancount ? Flag.TC : 0));
+  writeU16(out, 4, 1);
+  writeU16(out, 6, kept);
+  writeU16(out, 8, 0);
+  writeU16(out, 10, 0);
   if (optSize !== undefined) {
-    out[qEnd] = 0;
-    writeU16(out, qEnd + 1, RrType.OPT);
-    writeU16(out, qEnd + 3, optSize);
+    out[end] = 0;
+    writeU16(out, end + 1, RrType.OPT);
+    writeU16(out, end + 3, optSize);
     writeU16(out, 10, 1);
   }
   return out;

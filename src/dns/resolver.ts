@@ -35,7 +35,7 @@ import {
   parseQuery,
   rcodeOf,
   readU16,
-  truncatedCopy,
+  fitResponse,
   type DnsQuery,
   type RcodeValue,
 } from './message.js';
@@ -366,8 +366,9 @@ export class DnsResolver implements DnsHandler {
     this.#countRcode(rcodeOf(flags), readU16(response, 6));
     const limit = this.#limit(query, client);
     if (response.length <= limit) return response;
-    this.counters.inc('dns_responses_truncated');
-    return truncatedCopy(response, query, question, this.#opt(query)?.size);
+    const fitted = fitResponse(response, query, question, limit, this.#opt(query)?.size);
+    if (readU16(fitted, 2) & Flag.TC) this.counters.inc('dns_responses_truncated');
+    return fitted;
   }
 
   #countRcode(rcode: number, answers: number): void {

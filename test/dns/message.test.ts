@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Flag, Rcode, ResponseWriter, parseQuery, questionEnd, sameQuestion, truncatedCopy, type DnsQuery } from '../../src/dns/message.js';
+import * as dnsPacket from 'dns-packet';
+import { Flag, Rcode, ResponseWriter, fitResponse, parseQuery, questionEnd, sameQuestion, type DnsQuery } from '../../src/dns/message.js';
 import { hex, toHex } from '../helpers/hex.js';
 import { FUZZ_RUNS } from '../helpers/fuzz.js';
-import { decode, query, rrs } from './fixtures.js';
+import { decode, query, rrs, upstreamAnswer } from './fixtures.js';
 
 // Captured from `dig @127.0.0.1 -p 19499 Tasks.Web A` (DiG 9.18.49, Debian 12): RD and AD set,
 // EDNS0 with a 1232-byte payload and a client COOKIE option (RFC 7873).
@@ -122,14 +123,54 @@ describe('ResponseWriter', () => {
 });
 
 describe('helpers', () => {
-  it('truncatedCopy keeps the question, the rcode and flags, sets TC and adds OPT when asked', () => {
-    const q = parsed(DIG_PLAIN);
-    const upstream = hex('27f5 8183 0001 0000 0000 0000 03776562 00 0001 0001');
-    const out = decode(truncatedCopy(upstream, q, DIG_PLAIN, 1232));
-    expect(out.flag_tc).toBe(true);
-    expect(out.rcode).toBe('NXDOMAIN');
-    expect(out.questions?.[0]?.name).toBe('web');
-    expect(out.additionals?.[0]?.type).toBe('OPT');
+  it('fitResponse keeps whole answers that fit, in order, sets TC, and appends our OPT', () => {
+    const bytes = query('many.example', 'A', { id: 77, edns: 1232 });
+    const q = parsed(bytes);
+    const answers = Array.from({ length: 60 }, (_, i) => ({ type: 'A' as const, name: 'many.example', ttl: 60, data: `198.51.100.${i}` }));
+    const upstream = upstreamAnswer(bytes, answers);
+    const out = fitResponse(upstream, q, bytes, 512, 1232);
+    expect(out.length).toBeLessThanOrEqual(512);
+    const r = decode(out);
+    expect(r.id).toBe(77);
+    expect(r.flag_tc).toBe(true);
+    // dns-packet wrote each answer's owner as a full name (14 bytes): 14 + 10 + 4 = 28 per RR.
+    expect(rrs(r.answers).map((a) => a.data)).toEqual(answers.slice(0, Math.floor((512 - 11 - q.questionEnd) / 28)).map((a) => a.data));
+    expect(r.additionals?.map((a) => a.type)).toEqual(['OPT']);
+  });
+
+  it('fitResponse drops authority data without TC when every answer fits (RFC 2181 §9)', () => {
+    const bytes = query('nosuch.example');
+    const q = parsed(bytes);
+    const soa = { type: 'SOA' as const, name: 'example', ttl: 60, data: { mname: 'ns.example', rname: `${'h'.repeat(60)}.${'o'.repeat(60)}.${'s'.repeat(60)}.example`, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1 } };
+    const upstream = Buffer.from(dnsPacket.encode({ type: 'response', id: 1, flags: 0x8183, questions: [{ type: 'A', name: 'nosuch.example' }], authorities: [soa, soa, soa] }));
+    expect(upstream.length).toBeGreaterThan(512);
+    const r = decode(fitResponse(upstream, q, bytes, 512, undefined));
+    expect(r.rcode).toBe('NXDOMAIN');
+    expect(r.flag_tc).toBe(false);
+    expect(r.authorities).toEqual([]);
+  });
+
+  it('fitResponse keeps no answers, with TC, from a response whose records do not parse', () => {
+    const bytes = query('bad.example');
+    const q = parsed(bytes);
+    const upstream = Buffer.concat([upstreamAnswer(bytes, []), Buffer.alloc(600, 0xc0)]);
+    upstream.writeUInt16BE(3, 6);
+    const r = decode(fitResponse(upstream, q, bytes, 512, undefined));
+    expect(r.flag_tc).toBe(true);
+    expect(r.answers).toEqual([]);
+    expect(r.questions?.[0]?.name).toBe('bad.example');
+  });
+
+  it('fitResponse never throws on any upstream bytes', () => {
+    const bytes = query('x.example', 'A', { edns: 1232 });
+    const q = parsed(bytes);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 700 }), fc.integer({ min: 512, max: 1232 }), (junk, limit) => {
+        const out = fitResponse(junk, q, bytes, limit, 1232);
+        expect(out.length).toBeLessThanOrEqual(Math.max(limit, q.questionEnd + 11));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 
   it('sameQuestion folds ASCII case only', () => {
