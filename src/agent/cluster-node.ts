@@ -32,6 +32,9 @@ export const DEFAULT_SWARM_PORT = 2377;
 const ALREADY_IN_SWARM = 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.';
 const WORKER_NOT_MANAGER =
   "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+/** A manager that does not hold the store erases nothing by leaving, but stays listed as a manager. */
+const LEAVE_AS_OTHER_MANAGER =
+  'You are attempting to leave the swarm on a node that is participating as a manager. It will stay in the node list as an unreachable manager until it is demoted (docker node demote) and removed. Use `--force` to ignore this message.';
 const LEAVE_AS_MANAGER =
   'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.';
 
@@ -258,7 +261,7 @@ export class ClusterNode {
     return this.#exclusive(async () => {
       const files = this.#files;
       if (!files) throw new UnavailableError('This node is not part of a swarm');
-      if (files.state.role === 'manager' && !force) throw new UnavailableError(LEAVE_AS_MANAGER);
+      if (files.state.role === 'manager' && !force) throw new UnavailableError(files.state.leader ? LEAVE_AS_MANAGER : LEAVE_AS_OTHER_MANAGER);
       await this.#stopRole();
       if (this.#manager) {
         await this.#manager.destroy();
