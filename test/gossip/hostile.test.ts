@@ -201,6 +201,23 @@ describe('hostile streams', () => {
     t.sim.shutdown();
   });
 
+  it('random stream bytes in random chunks never throw; every stream is closed within the TCP timeout', async () => {
+    const t = await target();
+    const cases = fc.sample(fc.array(fc.uint8Array({ minLength: 1, maxLength: 64 }), { minLength: 1, maxLength: 6 }), { numRuns: 200, seed: 6 });
+    for (const [i, chunks] of cases.entries()) {
+      // Half of them start like a real stream (push/pull, ping, user, compress) to get past the first byte.
+      if (i % 2 === 1) chunks[0]![0] = [6, 0, 8, 9][i % 4]!;
+      const s = t.attacker.openStream(t.victim.address);
+      let closed = false;
+      s.setHandlers({ onData: () => {}, onEnd: () => {}, onClose: () => (closed = true) });
+      for (const c of chunks) s.write(c);
+      await t.sim.run(11_000, () => closed, 500);
+      expect(closed).toBe(true);
+    }
+    await stillWorks(t);
+    t.sim.shutdown();
+  }, 60_000);
+
   it('plaintext to an encrypting node is refused as not encrypted', async () => {
     const t = await target(KEY);
     const { closed } = await stream(t, encodeStream(PING as Extract<Message, { type: 'ping' }>));
