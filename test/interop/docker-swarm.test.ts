@@ -305,6 +305,12 @@ describeInterop(
       expect(await ok(41, ['node', 'rm', 'node-42'])).toBe('node-42\n');
       expect(Object.keys(await nodeTable(41)).sort()).toEqual(['node-41', 'node-43', 'node-44', 'node-45']);
 
+      const second = await docker(44, ['swarm', 'leave']);
+      expect(second.stderr).toContain('It will stay in the node list as an unreachable manager until it is demoted');
+      expect(await ok(44, ['swarm', 'leave', '--force'])).toBe('Node left the swarm.\n');
+      const gone = await waitForTable(41, (t) => t['node-44']?.[0] === 'Down');
+      expect(gone['node-44']).toEqual(['Down', 'Active', 'Unreachable']);
+
       const refused = await docker(41, ['swarm', 'leave']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain('You are attempting to leave the swarm on a node that is participating as a manager.');
