@@ -11,6 +11,7 @@ export class MemoryRecords implements DnsRecords {
   readonly #services = new Map<string, ServiceRecord>();
   readonly #tasks = new Map<string, TaskRecord[]>();
   readonly #owners = new Map<string, AddressOwner>();
+  readonly #networks = new Set<string>();
 
   /** Adds or replaces a service (its tasks are kept). Throws InvalidArgumentError on a bad VIP. */
   setService(service: ServiceRecord): void {
@@ -63,6 +64,15 @@ export class MemoryRecords implements DnsRecords {
       const task = list.find((t) => t.taskId === id);
       if (task) this.setTask({ ...task, healthy });
     }
+  }
+
+  /** Declares an overlay network name. This in-memory table does not scope by it (every service is on every network). */
+  addNetwork(name: string): void {
+    this.#networks.add(name.toLowerCase());
+  }
+
+  network(name: string): boolean {
+    return this.#networks.has(name);
   }
 
   service(name: string): ServiceRecord | undefined {

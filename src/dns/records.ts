@@ -17,6 +17,11 @@ export interface DnsClient {
   readonly transport: 'udp' | 'tcp';
   /** 'host': answered with 127.X.Y.Z mirrors; 'overlay': with 100.X.Y.Z overlay addresses. */
   readonly view: DnsView;
+  /**
+   * Set by the resolver, never by a listener, when the query named a network (`web.mynet`,
+   * Docker's rule): the records should answer from that network only.
+   */
+  readonly network?: string;
 }
 
 /** Swarm's endpoint modes: one virtual IP per service, or DNS round robin over the tasks. */
@@ -67,6 +72,11 @@ export interface DnsRecords {
   tasks(service: string, client: DnsClient): readonly TaskRecord[];
   /** The VIP or task that owns an overlay address, for reverse lookups. */
   byAddress(overlayAddress: string, client: DnsClient): AddressOwner | undefined;
+  /**
+   * Optional: whether `name` (one lowercase label) is an overlay network the client may
+   * resolve in. When it is, `<name>.<network>` names resolve with `client.network` set.
+   */
+  network?(name: string, client: DnsClient): boolean;
 }
 
 /**

@@ -204,10 +204,26 @@ export class DnsResolver implements DnsHandler {
     const labels = query.labels;
     for (const domain of this.#searchDomains) {
       if (labels.length <= domain.length || !endsWith(labels, domain)) continue;
-      const stripped = this.#lookup(classifyName(labels.slice(0, labels.length - domain.length)), query.qtype, client);
+      const stripped = this.#lookupName(labels.slice(0, labels.length - domain.length), query.qtype, client);
       if (stripped.kind !== 'nxdomain' && stripped.kind !== 'forward') return stripped;
     }
-    return this.#lookup(classifyName(labels), query.qtype, client);
+    return this.#lookupName(labels, query.qtype, client);
+  }
+
+  /**
+   * Docker's rule for a name ending in a network's name: `web.mynet` is `web` looked up in
+   * network `mynet` (libnetwork's Sandbox.ResolveName). Only single-label network names; the
+   * records decide which labels are networks, and answer that lookup scoped to it.
+   */
+  #lookupName(labels: readonly string[], qtype: number, client: DnsClient): LocalAnswer {
+    if (labels.length >= 2 && this.#records.network) {
+      const network = labels[labels.length - 1]!;
+      if (this.#records.network(network, client)) {
+        const scoped = this.#lookup(classifyName(labels.slice(0, -1)), qtype, { ...client, network });
+        if (scoped.kind !== 'forward') return scoped;
+      }
+    }
+    return this.#lookup(classifyName(labels), qtype, client);
   }
 
   #lookup(shape: NameShape, qtype: number, client: DnsClient): LocalAnswer {

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import type * as dnsPacket from 'dns-packet';
 import { DnsResolver, type DnsOutcome, type DnsResolverOptions } from '../../src/dns/resolver.js';
 import type { DnsForwarding, ForwardResult } from '../../src/dns/forwarder.js';
-import type { DnsClient } from '../../src/dns/records.js';
+import type { DnsClient, DnsRecords } from '../../src/dns/records.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import { FUZZ_RUNS } from '../helpers/fuzz.js';
 import { DB1, HOST_CLIENT, OVERLAY_CLIENT, TCP_CLIENT, WEB1, WEB2, WEB3, answersOf, decode, query, swarmRecords, upstreamAnswer, rrs, type Decoded } from './fixtures.js';
@@ -174,6 +174,28 @@ describe('resolver: Swarm names', () => {
     expect(outcome.kind).toBe('forwarded');
     await outcomeBytes(outcome);
     expect(forwarder.asked).toEqual(['printer.corp.example']);
+  });
+
+  it('resolves <name>.<network> as <name> scoped to that network (Docker), and forwards it when no such network', async () => {
+    const { records, forwarder } = setup();
+    records.addNetwork('mynet');
+    const scopes: (string | undefined)[] = [];
+    // The records see which network the query named.
+    const spy: DnsRecords = {
+      service: (name, client) => (scopes.push(client.network), records.service(name)),
+      tasks: (service) => records.tasks(service),
+      byAddress: (address) => records.byAddress(address),
+      network: (name) => records.network(name),
+    };
+    const resolver = new DnsResolver({ records: spy, rng: new SeededRng(1), forwarder });
+    expect(answersOf(ask(resolver, query('web.mynet'), OVERLAY_CLIENT))).toEqual(['100.64.1.2']);
+    expect(answersOf(ask(resolver, query('tasks.db.MyNet'), OVERLAY_CLIENT))).toEqual(['100.64.1.20', '100.64.1.21']);
+    expect(scopes).toEqual(['mynet', 'mynet']);
+    expect(ask(resolver, query('nosuch.mynet')).rcode).toBe('NXDOMAIN');
+    const outcome = resolver.handle(query('web.othernet'), HOST_CLIENT);
+    expect(outcome.kind).toBe('forwarded');
+    await outcomeBytes(outcome);
+    expect(forwarder.asked).toEqual(['web.othernet']);
   });
 
   it('uses short TTLs: VIP answers the vip TTL, task answers the task TTL, both configurable', () => {
