@@ -111,7 +111,8 @@ export class CatalogSupervisor {
         const target = service?.targets[0]?.target;
         const hostPorts = new Map(target === undefined ? [] : [[target, task.run.port]]);
         this.#tasks.set(task.taskId, { task, state: 'running', child: undefined, startedAt: this.#clock.now(), restarts: 0, hostPorts, timer: undefined, exited: undefined });
-        this.#o.events.onRunning(task, { hostAddress: task.run.host, hostPorts });
+        const host = task.run.host;
+        this.#emit(() => this.#o.events.onRunning(task, { hostAddress: host, hostPorts }));
         continue;
       }
       const s: Supervised = { task, state: 'starting', child: undefined, startedAt: 0, restarts: 0, hostPorts: new Map(), timer: undefined, exited: undefined };
@@ -210,9 +211,18 @@ export class CatalogSupervisor {
     void poll();
   }
 
+  /** Runs an event handler; its failure (a full endpoint table, say) is logged, never thrown into process events. */
+  #emit(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#log.error({ err: error }, 'Catalog task event handler failed');
+    }
+  }
+
   #markRunning(s: Supervised, child: ChildProcess): void {
     s.state = 'running';
-    this.#o.events.onRunning(s.task, { hostAddress: this.#host, hostPorts: new Map(s.hostPorts), ...(child.pid !== undefined && { pid: child.pid }) });
+    this.#emit(() => this.#o.events.onRunning(s.task, { hostAddress: this.#host, hostPorts: new Map(s.hostPorts), ...(child.pid !== undefined && { pid: child.pid }) }));
   }
 
   #onExit(s: Supervised, code: number | null, signal: NodeJS.Signals | null): void {
@@ -220,7 +230,7 @@ export class CatalogSupervisor {
     s.timer = undefined;
     if (this.#stopping) {
       s.state = 'stopped';
-      this.#o.events.onExited(s.task, { code, signal, restartInMs: undefined });
+      this.#emit(() => this.#o.events.onExited(s.task, { code, signal, restartInMs: undefined }));
       return;
     }
     if (this.#clock.now() - s.startedAt >= this.#backoff.resetAfterMs) s.restarts = 0;
@@ -228,7 +238,7 @@ export class CatalogSupervisor {
     s.restarts++;
     s.state = 'backoff';
     this.#log.warn({ task: s.task.taskId, code, signal, restartInMs: delay }, 'Task exited; restarting');
-    this.#o.events.onExited(s.task, { code, signal, restartInMs: delay });
+    this.#emit(() => this.#o.events.onExited(s.task, { code, signal, restartInMs: delay }));
     s.timer = this.#clock.setTimer(delay, () => {
       s.timer = undefined;
       void this.#spawn(s);
