@@ -109,6 +109,7 @@ export const RESOLVER_COUNTERS = [
   'dns_responses_truncated',
   'dns_answered_local',
   'dns_forwarded',
+  'dns_records_errors',
 ] as const;
 export type ResolverCounter = (typeof RESOLVER_COUNTERS)[number];
 
@@ -181,7 +182,15 @@ export class DnsResolver implements DnsHandler {
     // Zone transfers and the obsolete MAILA/MAILB: not a stub resolver's business.
     if (query.qtype >= RrType.IXFR && query.qtype <= RrType.MAILA) return this.#simple(query, source, client, Rcode.NOTIMP);
 
-    const local = this.#resolveLocal(query, client);
+    let local: LocalAnswer;
+    try {
+      local = this.#resolveLocal(query, client);
+    } catch {
+      // The records broke their promise not to throw: the client gets SERVFAIL, the listener
+      // (and the agent's process) live on.
+      this.counters.inc('dns_records_errors');
+      return this.#simple(query, source, client, Rcode.SERVFAIL);
+    }
     switch (local.kind) {
       case 'forward':
         return this.#forward(query, source, client);

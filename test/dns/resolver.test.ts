@@ -301,6 +301,19 @@ describe('resolver: negative answers', () => {
     }
   });
 
+  it('answers SERVFAIL, and counts it, when the records throw', () => {
+    const records: DnsRecords = {
+      service: () => {
+        throw new Error('Endpoint table broken');
+      },
+      tasks: () => [],
+      byAddress: () => undefined,
+    };
+    const resolver = new DnsResolver({ records, rng: new SeededRng(1) });
+    expect(ask(resolver, query('web')).rcode).toBe('SERVFAIL');
+    expect(resolver.counters.get('dns_records_errors')).toBe(1);
+  });
+
   it('answers SERVFAIL for other names when there is no forwarder', () => {
     const resolver = new DnsResolver({ records: swarmRecords(), rng: new SeededRng(1) });
     expect(ask(resolver, query('example.com')).rcode).toBe('SERVFAIL');
