@@ -28,6 +28,7 @@ import { type SwarmNodeFiles, loadSwarmNode, removeSwarmNode, saveSwarmNode, sto
 
 export const SHOAL_ENGINE_VERSION = '0.1.0';
 export const DEFAULT_SWARM_PORT = 2377;
+const LEADER_RENEWAL_CHECK_MS = 3600_000;
 
 const ALREADY_IN_SWARM = 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.';
 const WORKER_NOT_MANAGER =
@@ -80,6 +81,7 @@ export class ClusterNode {
   #store: LogStore | undefined;
   #rpc: RpcServer | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #leaderRenewal: NodeJS.Timeout | undefined;
   /** Whether the last heartbeat failed: failures are logged when they start and end, not each time. */
   #heartbeatFailing = false;
   #liveness: NodeLiveness | undefined;
@@ -290,14 +292,7 @@ export class ClusterNode {
       const store = await LogStore.open(storeDir(this.config.dataDir), storeOptions());
       const manager = new Manager({ store, clock: this.#clock, wallClock: () => Date.now(), rng: this.#rng, logger: this.#logger });
       if (!manager.active) this.#logger.warn({ dir: storeDir(this.config.dataDir) }, 'the store of this leader is empty: the swarm state was lost');
-      else if (certificateNeedsRenewal(files.certPem, Date.now())) {
-        // The leader signs its own renewal: its 2377 certificate must not lapse while it runs.
-        const key = generateNodeKey();
-        const renewed = manager.renewCertificate({ nodeId: files.state.nodeId, role: 'manager', clusterId: files.state.clusterId }, key.publicKeyPem);
-        files = { ...files, keyPem: key.keyPem, certPem: renewed.certPem };
-        await saveSwarmNode(this.config.dataDir, files);
-        this.#files = files;
-      }
+      else files = await this.#renewLeaderCertificate(manager, files);
       await this.#startLeader(files, store, manager);
       this.#logger.info({ node: files.state.nodeId, nodes: manager.active ? manager.listNodes().length : 0 }, 'resumed as leader');
     } else {
@@ -318,6 +313,29 @@ export class ClusterNode {
     this.#manager = manager;
     if (this.#liveness) manager.attachLiveness(this.#liveness);
     this.#logger.info({ listen: files.state.listenAddr, port: this.#rpc.port }, 'manager listening');
+    // The leader signs its own certificate; check hourly that it is renewed before it lapses.
+    clearInterval(this.#leaderRenewal);
+    this.#leaderRenewal = setInterval(() => {
+      void this.#exclusive(async () => {
+        const current = this.#files;
+        if (!current || this.#manager !== manager) return;
+        const renewed = await this.#renewLeaderCertificate(manager, current);
+        if (renewed !== current) this.#rpc?.updateTls({ keyPem: renewed.keyPem, certPem: renewed.certPem, caPem: renewed.caPem });
+      }).catch((error: unknown) => this.#logger.warn({ reason: (error as Error).message }, 'cannot renew the leader certificate'));
+    }, LEADER_RENEWAL_CHECK_MS);
+    this.#leaderRenewal.unref();
+  }
+
+  /** A fresh certificate for the leader once its own is half way to expiry (else `files` as they are). */
+  async #renewLeaderCertificate(manager: Manager, files: SwarmNodeFiles): Promise<SwarmNodeFiles> {
+    if (!certificateNeedsRenewal(files.certPem, Date.now())) return files;
+    const key = generateNodeKey();
+    const renewed = manager.renewCertificate({ nodeId: files.state.nodeId, role: 'manager', clusterId: files.state.clusterId }, key.publicKeyPem);
+    const next = { ...files, keyPem: key.keyPem, certPem: renewed.certPem };
+    await saveSwarmNode(this.config.dataDir, next);
+    this.#files = next;
+    this.#logger.info({ node: files.state.nodeId }, 'leader certificate renewed');
+    return next;
   }
 
   /** The leader's 2377 routes (cluster-rpc.ts says which need which certificate). */
@@ -473,6 +491,8 @@ export class ClusterNode {
   }
 
   async #stopRole(): Promise<void> {
+    clearInterval(this.#leaderRenewal);
+    this.#leaderRenewal = undefined;
     clearTimeout(this.#heartbeat);
     this.#heartbeat = undefined;
     await this.#rpc?.close();

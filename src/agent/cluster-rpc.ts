@@ -39,6 +39,8 @@ export const OPEN_ROUTES: ReadonlySet<string> = new Set(['GET /ca', 'POST /join'
 
 export interface RpcServer {
   readonly port: number;
+  /** New key and certificate for connections from now on (after a renewal). */
+  updateTls(tls: RpcTls): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function startRpcServer(host: string, port: number, tls: RpcTls, ha
   const address = server.address();
   return {
     port: typeof address === 'object' && address ? address.port : port,
+    updateTls: (next) => server.setSecureContext({ key: next.keyPem, cert: next.certPem, ca: [next.caPem], minVersion: 'TLSv1.2' }),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
