@@ -113,4 +113,17 @@ describe('endpoint table over the SWIM gossip', () => {
       n.table.close();
     }
   });
+
+  it('a joining node gets a big table whole in one push/pull', async () => {
+    const { nodes, run } = cluster(7, 2);
+    for (let t = 0; t < 3000; t++) nodes[0]!.table.upsertLocal(row('n0', `task-${t}`, { slot: t }));
+    const joined = nodes[1]!.ml.join([{ host: '198.18.0.1', port: 7946 }]);
+    await run(2000, () => false);
+    expect(await joined).toBe(1);
+    expect(nodes[1]!.table.size).toBe(3000);
+    for (const n of nodes) {
+      n.ml.shutdown();
+      n.table.close();
+    }
+  });
 });
