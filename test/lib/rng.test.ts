@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRng } from '../../src/lib/rng.js';
+import { CryptoRng, SeededRng } from '../../src/lib/rng.js';
 
 describe('SeededRng', () => {
   it('replays the same sequence for the same seed and differs for another', () => {
@@ -17,5 +17,13 @@ describe('SeededRng', () => {
     for (let i = 0; i < 10_000; i++) counts[rng.int(10)]!++;
     for (const c of counts) expect(c).toBeGreaterThan(800);
     expect(() => rng.int(0)).toThrow(RangeError);
+  });
+});
+
+describe('CryptoRng', () => {
+  it('keeps giving fresh numbers across pool refills', () => {
+    const rng = new CryptoRng();
+    const seen = new Set(Array.from({ length: 1000 }, () => rng.u32()));
+    expect(seen.size).toBeGreaterThan(990);
   });
 });
