@@ -67,8 +67,11 @@ describe('shoal swarm and node verbs', () => {
     expect(fromWorker.code).toBe(1);
     expect(fromWorker.stderr).toMatch(/^Error response from daemon: This node is not a swarm manager\. Worker nodes can't be used/);
 
-    const [swarm] = JSON.parse((await shoal(49, ['swarm', 'inspect'])).stdout) as { Spec: { Dispatcher: { HeartbeatPeriod: number } } }[];
+    expect((await shoal(49, ['swarm', 'update', '--task-history-limit', '3'])).stdout).toBe('Swarm updated.\n');
+    const [swarm] = JSON.parse((await shoal(49, ['swarm', 'inspect'])).stdout) as { Spec: { Dispatcher: { HeartbeatPeriod: number }; Orchestration: unknown }; TLSInfo: { TrustRoot: string } }[];
     expect(swarm?.Spec.Dispatcher.HeartbeatPeriod).toBe(2_000_000_000);
+    expect(swarm?.Spec.Orchestration).toEqual({ TaskHistoryRetentionLimit: 3 });
+    expect((await shoal(49, ['swarm', 'ca'])).stdout).toBe(swarm?.TLSInfo.TrustRoot);
 
     // A live worker removed by force learns it at its next heartbeat and leaves the swarm.
     expect((await shoal(49, ['node', 'rm', 'cli-40'])).stderr).toMatch(/^Error response from daemon: node [0-9a-z]{25} is not down and can't be removed\n$/);

@@ -106,6 +106,36 @@ export function registerSwarmCommands(program: Command): void {
       }),
     );
 
+  withSocket(swarm.command('update').description("change the swarm's settings"))
+    .option('--dispatcher-heartbeat <seconds>', 'heartbeat period of the nodes, in seconds')
+    .option('--task-history-limit <n>', 'task history retention limit')
+    .option('--cert-expiry <hours>', 'validity of node certificates, in hours')
+    .action(
+      action(async (opts: { apiSocket?: string; dispatcherHeartbeat?: string; taskHistoryLimit?: string; certExpiry?: string }) => {
+        const socket = socketOf(opts);
+        const current = (await call(socket, 'GET', '/swarm')) as SwarmAnswer & { Spec: Record<string, Record<string, unknown>> };
+        const spec = structuredClone(current.Spec);
+        const number = (text: string, what: string): number => {
+          const n = Number(text);
+          if (!Number.isFinite(n) || n <= 0) throw new ApiCallError(`invalid ${what} ${JSON.stringify(text)}`);
+          return n;
+        };
+        if (opts.dispatcherHeartbeat !== undefined) spec['Dispatcher'] = { ...spec['Dispatcher'], HeartbeatPeriod: Math.round(number(opts.dispatcherHeartbeat, '--dispatcher-heartbeat') * 1e9) };
+        if (opts.taskHistoryLimit !== undefined) spec['Orchestration'] = { ...spec['Orchestration'], TaskHistoryRetentionLimit: Math.round(number(opts.taskHistoryLimit, '--task-history-limit')) };
+        if (opts.certExpiry !== undefined) spec['CAConfig'] = { ...spec['CAConfig'], NodeCertExpiry: Math.round(number(opts.certExpiry, '--cert-expiry') * 3600e9) };
+        const q = `rotateManagerToken=false&rotateManagerUnlockKey=false&rotateWorkerToken=false&version=${current.Version.Index}`;
+        await call(socket, 'POST', `/swarm/update?${q}`, spec);
+        process.stdout.write('Swarm updated.\n');
+      }),
+    );
+
+  withSocket(swarm.command('ca').description("print the swarm's root CA certificate")).action(
+    action(async (opts: { apiSocket?: string }) => {
+      const s = (await call(socketOf(opts), 'GET', '/swarm')) as { TLSInfo: { TrustRoot: string } };
+      process.stdout.write(s.TLSInfo.TrustRoot);
+    }),
+  );
+
   withSocket(swarm.command('inspect').description('show the swarm object (JSON)')).action(
     action(async (opts: { apiSocket?: string }) => {
       process.stdout.write(inspectJson([await call(socketOf(opts), 'GET', '/swarm')]));
