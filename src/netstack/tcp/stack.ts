@@ -138,6 +138,8 @@ export class TcpStack {
   readonly #pending = new Map<TcpConnection, TcpListener>();
   readonly #host: TcpConnectionHost;
   readonly #deadlines = new DeadlineHeap();
+  /** The deadline last filed in the heap per connection: the only entry of it that is live. */
+  readonly #filed = new Map<TcpConnection, number>();
 
   constructor(options: TcpStackOptions) {
     this.#rng = options.rng;
@@ -251,8 +253,10 @@ export class TcpStack {
     const heap = this.#deadlines;
     while (heap.size > 0 && heap.peekAt() <= now) {
       const { at, conn } = heap.pop();
-      // Entries go stale when a deadline moves; only the current one counts.
-      if (conn.state !== 'CLOSED' && conn.pollAt() === at) due.add(conn);
+      // Entries go stale when a deadline moves; only the one filed last counts.
+      if (this.#filed.get(conn) !== at) continue;
+      this.#filed.delete(conn);
+      due.add(conn);
     }
     for (const conn of due) {
       conn.poll(now);
@@ -265,9 +269,8 @@ export class TcpStack {
     const heap = this.#deadlines;
     while (heap.size > 0) {
       const { at, conn } = heap.peek();
-      if (conn.state !== 'CLOSED' && conn.pollAt() === at) return at;
-      heap.pop();
-      if (conn.state !== 'CLOSED') this.#schedule(conn);
+      if (this.#filed.get(conn) === at) return at;
+      heap.pop(); // Stale: a later entry for the same connection holds its deadline.
     }
     return Infinity;
   }
@@ -279,7 +282,14 @@ export class TcpStack {
    */
   #schedule(conn: TcpConnection): void {
     const at = conn.pollAt();
-    if (at !== Infinity) this.#deadlines.push(at, conn);
+    const filed = this.#filed.get(conn);
+    if (at === filed) return;
+    if (at === Infinity) {
+      this.#filed.delete(conn);
+      return;
+    }
+    this.#filed.set(conn, at);
+    this.#deadlines.push(at, conn);
   }
 
   /** LISTEN (RFC 9293 §3.10.7.2). Returns false when the segment is to be answered with RST. */
@@ -369,6 +379,7 @@ export class TcpStack {
     list.splice(i, 1);
     if (list.length === 0) this.#conns.delete(key);
     this.#connCount--;
+    this.#filed.delete(conn);
     const listener = this.#pending.get(conn);
     if (listener !== undefined) {
       this.#pending.delete(conn);
