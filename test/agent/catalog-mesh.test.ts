@@ -58,6 +58,8 @@ beforeAll(async () => {
       rng: new SeededRng(100 + i),
       // Long enough that a killed task stays down while a test looks at the others.
       backoff: { initialMs: 3000 },
+      // A crashed node's tasks cost a connection this long before it is retried elsewhere.
+      connectTimeoutMs: 1000,
       overlay: { nodeAddress: 0x64400000 + i + 1, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, 4096) },
     });
     nodes.push({ name: `node-${i}`, host, overlay, tcp, mesh });
@@ -74,11 +76,13 @@ beforeAll(async () => {
   await waitFor(() => nodes.every((n) => n.mesh.table.endpoints('whoami').length === 3), 30_000, 'every table to hold the three tasks');
 });
 
+const crashed = new Set<string>();
+
 afterAll(async () => {
   for (const n of nodes) {
     await n.mesh.close();
     n.tcp.driver.stop();
-    await n.overlay.close();
+    if (!crashed.has(n.name)) await n.overlay.close();
   }
 });
 
@@ -157,11 +161,21 @@ describe('three nodes, one catalog', () => {
     await waitFor(() => nodes.every((n) => n.mesh.table.get('whoami', 'whoami.3')?.health === 'none'), 20_000, 'whoami.3 back');
   });
 
-  it('when the gossip declares a node dead, its tasks leave every table at once and the rest still answer', async () => {
+  it('a node that vanishes costs no request: connects to it time out and go elsewhere; once declared dead, its tasks leave every table', async () => {
+    // node-1's data path disappears at once, as in a SIGKILL; the gossip has not noticed yet.
+    crashed.add('node-1');
+    nodes[0]!.tcp.driver.stop();
+    await nodes[0]!.overlay.close();
+    const timeoutsBefore = nodes[2]!.mesh.router.counters.get('mesh_upstream_cx_connect_timeout');
+    const during = await tasksSeenThrough('127.0.0.4', 99, 10);
+    expect(during.failed).toBe(0);
+    expect([...during.tasks.keys()]).toEqual(['whoami.3']);
+    expect(nodes[2]!.mesh.router.counters.get('mesh_upstream_cx_connect_timeout')).toBeGreaterThan(timeoutsBefore);
+    // The failure detector's verdict.
     for (const n of nodes.slice(1)) n.mesh.table.memberDead('node-1');
     for (const n of nodes.slice(1)) expect(n.mesh.table.endpoints('whoami').map((r) => r.taskId)).toEqual(['whoami.3']);
-    const { tasks, failed } = await tasksSeenThrough('127.0.0.4', 99, 20);
-    expect(failed).toBe(0);
-    expect([...tasks.keys()]).toEqual(['whoami.3']);
+    const after = await tasksSeenThrough('127.0.0.4', 99, 20);
+    expect(after.failed).toBe(0);
+    expect([...after.tasks.keys()]).toEqual(['whoami.3']);
   });
 });
