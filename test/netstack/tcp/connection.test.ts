@@ -498,6 +498,20 @@ describe('ESTABLISHED', () => {
     expect(h.take().at(-1)!.repr.ack).toBe(3);
   });
 
+  it('sends small writes at once by default, and holds them behind unacknowledged data with Nagle on', () => {
+    const off = Harness.established();
+    off.write(text('a'));
+    off.write(text('b'));
+    expect(off.take().map((s) => s.payload.length)).toEqual([1, 1]);
+    const on = Harness.established({ nagle: true });
+    on.write(text('a'));
+    on.write(text('b'));
+    on.write(text('c'));
+    expect(on.take().map((s) => s.payload.length)).toEqual([1]);
+    on.recv({ ...ACK_TEMPLATE, ack: LOCAL_DATA + 1 });
+    expect(on.take().map((s) => s.payload.length)).toEqual([2]);
+  });
+
   it('aborts with a RST to the peer', () => {
     const h = Harness.established();
     h.conn.abort();
