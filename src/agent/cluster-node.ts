@@ -11,6 +11,7 @@
  *
  * Membership persists in the data dir (cluster-state.ts), so a killed node restarts as it was.
  */
+import { X509Certificate, createPublicKey } from 'node:crypto';
 import os from 'node:os';
 import { CryptoRng } from '../lib/rng.js';
 import { RealClock } from '../lib/clock.js';
@@ -21,6 +22,7 @@ import type { NodeLiveness } from '../cluster/liveness.js';
 import { Manager, NOT_A_MANAGER, type NodeFilters, type NodeSelf } from '../cluster/manager.js';
 import { LogStore, type LogStoreOptions } from '../cluster/node-log-store.js';
 import { caDigestHex, parseJoinToken } from '../cluster/tokens.js';
+import { subjectOf } from '../cluster/x509.js';
 import type { NodeAvailability, NodeDescription, NodeRole, NodeView, SwarmView } from '../cluster/types.js';
 import { parseAvailability, parseNodeDescription, parseRole } from '../cluster/validate.js';
 import { type RpcServer, RemoteRpcError, rpcCall, splitHostPort, startRpcServer } from './cluster-rpc.js';
@@ -229,9 +231,21 @@ export class ClusterNode {
       if (role && !role.ok) throw new InvalidArgumentError(role.error);
       const addrs = this.#addresses(req['ListenAddr'], req['AdvertiseAddr']);
       const availability = optionalAvailability(req['Availability']);
-      const remote = withDefaultPort(remotes[0] as string);
+      // The first manager of the list that answers (swarmkit tries the remotes in turn).
+      let remote = '';
+      let caPem: unknown;
+      let unreachable: unknown;
+      for (const candidate of (remotes as string[]).map(withDefaultPort)) {
+        try {
+          caPem = await rpcCall(candidate, 'GET', '/ca', undefined, { mode: 'fetch-ca' });
+          remote = candidate;
+          break;
+        } catch (error) {
+          unreachable = error;
+        }
+      }
+      if (remote === '') throw unreachable;
       // swarmkit GetRemoteCA: trust the manager only if its CA hashes to the token's digest.
-      const caPem = await rpcCall(remote, 'GET', '/ca', undefined, { mode: 'fetch-ca' });
       if (typeof caPem !== 'string' || caDigestHex(caPem) !== parsed.value.caDigestHex) {
         throw new FailedPreconditionError(`remote CA does not match fingerprint. Expected: ${parsed.value.caDigestHex}`);
       }
@@ -244,6 +258,7 @@ export class ClusterNode {
         { Token: token, PublicKeyPem: key.publicKeyPem, ...(role?.ok ? { Role: role.value } : {}), Addr: self.addr, ManagerAddr: self.managerAddr, Availability: availability, Description: self.description },
         { mode: 'ca-only', caPem },
       )) as { NodeID: string; Role: NodeRole; ClusterID: string; CertPem: string; Managers: string[] };
+      checkIssuedCertificate(answer, caPem, key.publicKeyPem);
       const files: SwarmNodeFiles = {
         state: { nodeId: answer.NodeID, clusterId: answer.ClusterID, role: answer.Role, leader: false, managers: answer.Managers, listenAddr: addrs.listenAddr, advertiseAddr: addrs.advertiseAddr },
         keyPem: key.keyPem,
@@ -531,6 +546,32 @@ export class ClusterNode {
     };
     return { hostname: this.config.nodeName, addr: splitHostPort(advertiseAddr).host, managerAddr: advertiseAddr, description, ...(availability ? { availability } : {}) };
   }
+}
+
+/**
+ * Checks what a manager answered to a join before this node relies on it, as swarmkit checks
+ * an issued certificate against the root it pinned: a certificate from the pinned CA, for this
+ * node's own key, naming the node ID and role of the answer. Throws UnavailableError.
+ */
+function checkIssuedCertificate(answer: { NodeID: unknown; Role: unknown; ClusterID: unknown; CertPem: unknown; Managers: unknown }, caPem: string, publicKeyPem: string): void {
+  const fail = (why: string): never => {
+    throw new UnavailableError(`The manager's answer to the join cannot be used: ${why}`);
+  };
+  if (typeof answer.NodeID !== 'string' || typeof answer.ClusterID !== 'string' || typeof answer.CertPem !== 'string') fail('it is malformed');
+  if (!Array.isArray(answer.Managers) || !answer.Managers.every((m) => typeof m === 'string')) fail('it lists no managers');
+  const role = parseRole(answer.Role);
+  if (!role.ok) fail(role.error);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(answer.CertPem as string);
+  } catch {
+    return fail('the certificate cannot be parsed');
+  }
+  const ca = new X509Certificate(caPem);
+  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) fail('the certificate was not issued by the pinned CA');
+  if (!cert.publicKey.equals(createPublicKey(publicKeyPem))) fail('the certificate is not for this node\'s key');
+  const subject = subjectOf(cert);
+  if (subject.commonName !== answer.NodeID || subject.organization !== answer.ClusterID) fail('the certificate names another node');
 }
 
 /**
