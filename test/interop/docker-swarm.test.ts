@@ -185,6 +185,9 @@ describeInterop(
       expect(wrong.code).toBe(1);
       expect(wrong.stderr.trim()).toBe('Error response from daemon: A valid join token is necessary to join this cluster');
 
+      const nobody = await docker(44, ['swarm', 'join', '--token', workerToken, '127.0.0.41:23799']);
+      expect(nobody.stderr.trim()).toMatch(/^Error response from daemon: Cannot reach the manager at 127\.0\.0\.41:23799: connect ECONNREFUSED/);
+
       const malformed = await docker(44, ['swarm', 'join', '--token', 'SWMTKN-1-nonsense', `127.0.0.41:${rpcPort(41)}`]);
       expect(malformed.stderr.trim()).toBe('Error response from daemon: invalid join token');
 
