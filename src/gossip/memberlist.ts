@@ -65,12 +65,14 @@ import {
   type Message,
   type Ping,
   type PushNodeState,
-  DEFAULT_VSN,
-  MEMBERLIST_WIRE_ERRORS,
+  MessageType,
   VSN_LEN,
 } from '../wire/memberlist/messages.js';
 import { type StreamMessage, StreamReader, encodeStream } from '../wire/memberlist/stream.js';
 import { Awareness } from './awareness.js';
+import { LAN_CONFIG, type MemberlistConfig } from './config.js';
+import { GOSSIP_COUNTERS, wireDropCounter } from './metrics.js';
+import { type Seed, formatAddress, parseSeed } from './seed.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { failedProbeAwarenessDelta, pushPullScale } from './formulas.js';
 import { ipToBytes, ipToString } from './ip.js';
@@ -78,73 +80,9 @@ import { type Member, type MemberEvent, type NodeRecord, MembershipState, STATE_
 import type { GossipAddress, Packet, Stream, Transport } from './transport.js';
 
 export type { Member, MemberEvent, MemberEventType, MemberStateName } from './state.js';
-
-/** Timers and sizes; every duration in ms. Field names follow memberlist's Config (ML config.go). */
-export interface MemberlistConfig {
-  readonly probeIntervalMs: number;
-  readonly probeTimeoutMs: number;
-  readonly gossipIntervalMs: number;
-  readonly gossipNodes: number;
-  readonly suspicionMult: number;
-  readonly suspicionMaxTimeoutMult: number;
-  readonly retransmitMult: number;
-  readonly pushPullIntervalMs: number;
-  readonly indirectChecks: number;
-  readonly awarenessMaxMultiplier: number;
-  readonly gossipToTheDeadTimeMs: number;
-  readonly tcpTimeoutMs: number;
-  readonly disableTcpPings: boolean;
-  readonly enableCompression: boolean;
-  readonly udpBufferSize: number;
-  readonly deadNodeReclaimTimeMs: number;
-  readonly gossipVerifyIncoming: boolean;
-  readonly gossipVerifyOutgoing: boolean;
-  /** [PMin, PMax, PCur, DMin, DMax, DCur]; serf 0.9.4's agent values by default (spec §9). */
-  readonly vsn: readonly number[];
-  /** Rows in the member table at most (CONVENTIONS.md §7). */
-  readonly maxNodes: number;
-  /** Queued broadcasts at most, per queue (memberlist's and the user's). */
-  readonly maxQueuedBroadcasts: number;
-  /** Concurrent incoming push/pulls served at most (`maxPushPullRequests`, ML net.go:76). */
-  readonly maxConcurrentPushPulls: number;
-  /**
-   * How often to try a push/pull with one failed member (0 = never). memberlist alone never
-   * talks to a dead node again, so a healed partition would stay split; serf adds this loop
-   * (`ReconnectInterval`, SERF serf/serf.go reconnect(), spec §13) and shoal, which runs no serf,
-   * does the same.
-   */
-  readonly reconnectIntervalMs: number;
-  /** How long a failed member is remembered for reconnects (serf's `ReconnectTimeout`, 24 h). */
-  readonly reconnectTimeoutMs: number;
-}
-
-/** memberlist's DefaultLANConfig (ML config.go:273-308; spec §13). */
-export const LAN_CONFIG: MemberlistConfig = {
-  probeIntervalMs: 1000,
-  probeTimeoutMs: 500,
-  gossipIntervalMs: 200,
-  gossipNodes: 3,
-  suspicionMult: 4,
-  suspicionMaxTimeoutMult: 6,
-  retransmitMult: 4,
-  pushPullIntervalMs: 30_000,
-  indirectChecks: 3,
-  awarenessMaxMultiplier: 8,
-  gossipToTheDeadTimeMs: 30_000,
-  tcpTimeoutMs: 10_000,
-  disableTcpPings: false,
-  enableCompression: true,
-  udpBufferSize: 1400,
-  deadNodeReclaimTimeMs: 0,
-  gossipVerifyIncoming: true,
-  gossipVerifyOutgoing: true,
-  vsn: DEFAULT_VSN,
-  maxNodes: 16_384,
-  maxQueuedBroadcasts: 4096,
-  maxConcurrentPushPulls: 128,
-  reconnectIntervalMs: 30_000,
-  reconnectTimeoutMs: 24 * 3600_000,
-};
+export { LAN_CONFIG, type MemberlistConfig } from './config.js';
+export { GOSSIP_COUNTERS } from './metrics.js';
+export { parseSeed, type Seed } from './seed.js';
 
 /** Hooks into the embedding application (memberlist's Delegate, EventDelegate, ConflictDelegate, PingDelegate). */
 export interface Delegate {
@@ -179,52 +117,14 @@ export interface MemberlistOptions {
   readonly config?: Partial<MemberlistConfig>;
 }
 
-/** A join target: an address, or text `host:port`, `host` (our port), `[v6]:port` or `name/host:port`. */
-export type Seed = string | GossipAddress;
-
-const WIRE_DROP_COUNTERS = MEMBERLIST_WIRE_ERRORS.map(wireDropCounter);
-
-/** Counter names (CONVENTIONS.md §10), fixed so a snapshot always has the same keys. */
-export const GOSSIP_COUNTERS: readonly string[] = [
-  'gossip_rx_packets',
-  'gossip_tx_packets',
-  'gossip_rx_streams',
-  'gossip_tx_streams',
-  'gossip_rx_messages',
-  ...WIRE_DROP_COUNTERS,
-  /** A ping naming another node (ML net.go:489-493). */
-  'gossip_rx_dropped_wrong_node',
-  /** An address field that is not 4 or 16 bytes. */
-  'gossip_rx_dropped_bad_address',
-  /** A well-formed message where it makes no sense (an ack as a stream request, pushPull over UDP …). */
-  'gossip_rx_dropped_unexpected_type',
-  /** A message about a node that our table is too full to add. */
-  'gossip_rx_dropped_table_full',
-  /** An incoming push/pull over the concurrency bound. */
-  'gossip_stream_dropped_busy',
-  /** A stream that did not finish within its deadline. */
-  'gossip_stream_timeout',
-  /** A push/pull refused because protocol versions are incompatible (spec §9). */
-  'gossip_pushpull_incompatible',
-  'gossip_pushpull_completed',
-  'gossip_address_conflicts',
-  'gossip_probes',
-  'gossip_probes_failed',
-  'gossip_refutations',
-];
-
-function wireDropCounter(e: MemberlistWireError): string {
-  return `gossip_rx_dropped_${e.replaceAll('-', '_')}`;
-}
-
 interface AckHandler {
   readonly onAck: (payload: Uint8Array, receivedAt: number) => void;
   readonly onNack?: () => void;
   readonly timer: Timer;
 }
 
-/** memberlist's per-message overhead for a user message in a compound (`userMsgOverhead`, ML net.go:72). */
-const USER_MSG_TYPE = 8;
+/** A UDP user message is this type byte and the application's bytes (ML net.go:42-60). */
+const USER_MSG_TYPE = MessageType.user;
 const META_MAX_SIZE = 512;
 const EMPTY = new Uint8Array(0);
 
@@ -1142,36 +1042,3 @@ function replyAddress(addr: Uint8Array | undefined, port: number | undefined, fr
   return from;
 }
 
-function formatAddress(a: GossipAddress): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-/**
- * A join seed: `host:port`, `host` (default port), `[v6]:port`, a bare IPv6, each optionally
- * prefixed `name/` (ML memberlist.go:336-385; the name is not needed to join). Throws
- * InvalidArgumentError for anything that is not an IP address: DNS belongs to the agent.
- */
-export function parseSeed(text: string, defaultPort: number): GossipAddress {
-  let rest = text.trim();
-  const slash = rest.indexOf('/');
-  if (slash === 0) throw new InvalidArgumentError(`Empty node name in seed ${JSON.stringify(text)}`);
-  if (slash > 0) rest = rest.slice(slash + 1);
-  let host: string;
-  let port = defaultPort;
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest);
-  if (bracket) {
-    host = bracket[1]!;
-    if (bracket[2] !== undefined) port = Number(bracket[2]);
-  } else if ((rest.match(/:/g) ?? []).length === 1) {
-    const i = rest.indexOf(':');
-    host = rest.slice(0, i);
-    const p = rest.slice(i + 1);
-    if (!/^\d+$/.test(p)) throw new InvalidArgumentError(`Bad port in seed ${JSON.stringify(text)}`);
-    port = Number(p);
-  } else {
-    host = rest;
-  }
-  if (!ipToBytes(host)) throw new InvalidArgumentError(`Seed ${JSON.stringify(text)} is not an IP address (resolve names in the agent)`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`Bad port in seed ${JSON.stringify(text)}`);
-  return { host, port };
-}
