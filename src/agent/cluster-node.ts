@@ -86,6 +86,7 @@ export class ClusterNode {
   #leaderRenewal: NodeJS.Timeout | undefined;
   /** Whether the last heartbeat failed: failures are logged when they start and end, not each time. */
   #heartbeatFailing = false;
+  readonly #joinedListeners = new Set<(managers: readonly string[]) => void>();
   #liveness: NodeLiveness | undefined;
   /** init/join/leave and role changes run one at a time. */
   #busy: Promise<unknown> = Promise.resolve();
@@ -107,6 +108,20 @@ export class ClusterNode {
   /** The port 2377 is bound on, when this node is the leader (0 if not listening). */
   get rpcPort(): number {
     return this.#rpc?.port ?? 0;
+  }
+
+  /**
+   * The managers' 2377 addresses (leader first) while this node is in a swarm, else empty: the
+   * hosts through which the agent joins the gossip (read it after start() for a resumed swarm).
+   */
+  managers(): readonly string[] {
+    return this.#files?.state.managers ?? [];
+  }
+
+  /** Calls `listener` with managers() each time this node inits or joins a swarm; returns an unsubscribe function. */
+  onSwarmJoined(listener: (managers: readonly string[]) => void): () => void {
+    this.#joinedListeners.add(listener);
+    return () => this.#joinedListeners.delete(listener);
   }
 
   /** The manager's counters while this node is the leader (empty otherwise), for /metrics. */
@@ -210,6 +225,7 @@ export class ClusterNode {
       }
       await saveSwarmNode(this.config.dataDir, files);
       this.#files = files;
+      this.#notifyJoined();
       return issued.nodeId;
     });
   }
@@ -270,7 +286,19 @@ export class ClusterNode {
       this.#logger.info({ node: answer.NodeID, role: answer.Role, manager: remote }, 'joined the swarm');
       await this.#syncFollowerListener();
       this.#scheduleHeartbeat(0);
+      this.#notifyJoined();
     });
+  }
+
+  #notifyJoined(): void {
+    const managers = this.managers();
+    for (const listener of [...this.#joinedListeners]) {
+      try {
+        listener(managers);
+      } catch (error) {
+        this.#logger.warn({ reason: (error as Error).message }, 'a swarm-joined listener failed');
+      }
+    }
   }
 
   /** `POST /swarm/leave[?force=1]`. */
