@@ -1,45 +1,146 @@
 /**
- * The composition root of one host (ARCHITECTURE.md): today the overlay presence (VTEP and
- * interface); gossip, the mesh, DNS and the executor join here as their issues land.
+ * The composition root of one host (ARCHITECTURE.md, "One host, one agent"):
+ *
+ * - the overlay presence: the VTEP on the data path port and this host's interface on the
+ *   ingress network, with the userspace TCP on it;
+ * - the gossip (SWIM, memberlist's wire format) on the gossip port, carrying the endpoint table;
+ * - the routing mesh from the catalog file (until the control plane schedules tasks): ingress
+ *   listeners on every published port, this node's tasks, their health, the relay;
+ * - the swarm side (issue 7): membership, tokens, the manager role.
+ *
  * Only this folder touches real time, sockets and files.
  */
 import { RealClock } from '../lib/clock.js';
 import { InvalidArgumentError } from '../lib/errors.js';
-import { parseIpv4Address } from '../wire/address.js';
 import type { Logger } from '../lib/logger.js';
 import { renderCounters } from '../lib/metrics.js';
+import { CryptoRng } from '../lib/rng.js';
+import { formatIpv4Address, parseIpv4Address } from '../wire/address.js';
 import type { UdpEndpoint } from '../overlay/datagram.js';
-import { type OverlayNodeConfig, OverlayNode } from './overlay-node.js';
+import { type AttachedTcp, attachTcp } from '../netstack/tcp/index.js';
+import { type Member, type MemberEvent, Memberlist } from '../gossip/memberlist.js';
+import { NodeTransport } from '../gossip/node-transport.js';
+import { meshGossipDelegate, meshReplicationOf } from '../mesh/gossip-delegate.js';
+import { overlayPeerTarget } from '../mesh/overlay-peers.js';
+import { type Catalog, DEFAULT_SUBNET, DEFAULT_VNI, loadCatalog } from './catalog.js';
+import { CatalogMesh } from './catalog-mesh.js';
 import { ClusterNode } from './cluster-node.js';
+import { type AgentSettings, nodeOverlayAddress } from './config.js';
+import { OverlayNode, parseCidr } from './overlay-node.js';
+
+/** Upstream connect timeout of the mesh: a crashed node's tasks cost a connection this long until the gossip declares it dead. */
+const MESH_CONNECT_TIMEOUT_MS = 1000;
+/** How long a graceful leave waits for the gossip to spread it (memberlist's Leave timeout). */
+const LEAVE_TIMEOUT_MS = 5000;
+/** Join attempts at start: agents started together may come up after their seeds. */
+const JOIN_RETRY_MS = 1000;
+const JOIN_ATTEMPTS = 30;
 
 export interface AgentConfig {
-  readonly nodeName: string;
-  readonly overlay: OverlayNodeConfig;
-  /** The swarm side (issue 7): where membership is kept, and the address 2377 binds by default. */
-  readonly cluster: { readonly dataDir: string; readonly advertiseAddr: string };
+  readonly settings: AgentSettings;
+  /** Where the swarm side keeps this node's identity and the manager's store. */
+  readonly dataDir: string;
 }
 
 export class Agent {
   readonly config: AgentConfig;
   readonly overlay: OverlayNode;
+  readonly tcp: AttachedTcp;
+  readonly gossip: Memberlist;
+  readonly mesh: CatalogMesh | undefined;
   readonly cluster: ClusterNode;
+  readonly #logger: Logger;
+  #joining = true;
 
-  private constructor(config: AgentConfig, overlay: OverlayNode, cluster: ClusterNode) {
-    this.config = config;
-    this.overlay = overlay;
-    this.cluster = cluster;
+  private constructor(parts: { config: AgentConfig; overlay: OverlayNode; tcp: AttachedTcp; gossip: Memberlist; mesh: CatalogMesh | undefined; cluster: ClusterNode; logger: Logger }) {
+    this.config = parts.config;
+    this.overlay = parts.overlay;
+    this.tcp = parts.tcp;
+    this.gossip = parts.gossip;
+    this.mesh = parts.mesh;
+    this.cluster = parts.cluster;
+    this.#logger = parts.logger;
   }
 
-  /** Starts every part of the agent. Throws VtepSocketError when the data path port cannot be bound. */
+  get nodeName(): string {
+    return this.config.settings.nodeName;
+  }
+
+  /**
+   * Starts every part of the agent, then joins the gossip in the background (retrying while
+   * the seeds come up). Throws VtepSocketError or GossipSocketError when a port cannot be
+   * bound, CatalogError for a bad catalog, InvalidArgumentError for a bad setting.
+   */
   static async start(config: AgentConfig, logger: Logger): Promise<Agent> {
-    const overlay = await OverlayNode.start(config.overlay, { clock: new RealClock(), logger });
-    const cluster = await ClusterNode.start({ ...config.cluster, nodeName: config.nodeName, logger });
-    logger.info({ node: config.nodeName }, 'agent started');
-    return new Agent(config, overlay, cluster);
+    const s = config.settings;
+    const clock = new RealClock();
+    const rng = new CryptoRng();
+    const catalog: Catalog | undefined = s.catalog === undefined ? undefined : await loadCatalog(s.catalog);
+    const network = catalog?.network ?? defaultNetwork();
+    const overlayAddr = s.overlayAddr ?? { address: nodeOverlayAddress(s.advertiseAddr, network.subnet, network.prefixLen), prefixLen: network.prefixLen };
+    const overlay = await OverlayNode.start(
+      { underlay: { address: s.listenAddr, port: s.dataPathPort }, vni: network.vni, address: overlayAddr.address, prefixLen: overlayAddr.prefixLen, peers: s.peers, fdb: s.fdb, flood: s.flood },
+      { clock, logger },
+    );
+    const tcp = attachTcp(overlay.iface, { clock, rng });
+    const mesh =
+      catalog &&
+      (await CatalogMesh.start({
+        catalog,
+        nodeName: s.nodeName,
+        listenHost: s.listenAddr,
+        vtep: { address: s.advertiseAddr, port: s.dataPathPort },
+        clock,
+        rng,
+        logger,
+        connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS,
+        overlay: { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni) },
+      }));
+    const transport = await NodeTransport.bind({ host: s.listenAddr, port: s.gossipPort, clock, advertiseHost: s.advertiseAddr });
+    const meshDelegate = mesh && meshGossipDelegate(mesh.table);
+    const gossip = Memberlist.create({
+      name: s.nodeName,
+      transport,
+      clock,
+      rng,
+      logger,
+      advertise: { host: s.advertiseAddr, port: s.gossipPort },
+      delegate: {
+        ...meshDelegate,
+        notifyEvent: (event: MemberEvent) => {
+          logMemberEvent(logger, event);
+          meshDelegate?.notifyEvent(event);
+        },
+      },
+    });
+    mesh?.table.setReplication(meshReplicationOf(gossip));
+    const cluster = await ClusterNode.start({ dataDir: config.dataDir, advertiseAddr: s.advertiseAddr, nodeName: s.nodeName, logger });
+    const agent = new Agent({ config, overlay, tcp, gossip, mesh, cluster, logger });
+    logger.info({ node: s.nodeName, overlay: formatIpv4Address(overlayAddr.address), vtep: overlay.vtep.local(), gossip: `${s.advertiseAddr}:${s.gossipPort}`, catalog: s.catalog }, 'agent started');
+    void agent.#join(s.join);
+    return agent;
+  }
+
+  async #join(seeds: readonly string[]): Promise<void> {
+    for (let attempt = 1; this.#joining && seeds.length > 0 && attempt <= JOIN_ATTEMPTS; attempt++) {
+      try {
+        const joined = await this.gossip.join(seeds);
+        this.#logger.info({ seeds, joined }, 'joined the gossip');
+        return;
+      } catch (error) {
+        if (attempt === 1 || attempt === JOIN_ATTEMPTS) this.#logger.warn({ seeds, attempt, err: error }, 'cannot join the gossip yet');
+        await new Promise((resolve) => setTimeout(resolve, JOIN_RETRY_MS).unref());
+      }
+    }
   }
 
   vtepAddress(): UdpEndpoint {
     return this.overlay.vtep.local();
+  }
+
+  /** The members the gossip sees alive or suspect, this node included. */
+  members(): Member[] {
+    return this.gossip.members();
   }
 
   /** Pings an overlay address from this host's interface. Throws InvalidArgumentError for a bad address. */
@@ -51,16 +152,37 @@ export class Agent {
 
   /** Every counter of every component, in Prometheus text format. */
   metrics(): string {
-    const labels = { node: this.config.nodeName };
+    const labels = { node: this.nodeName };
     return (
       renderCounters(this.overlay.vtep.counters.snapshot(), labels) +
       renderCounters(this.overlay.iface.counters.snapshot(), labels) +
+      renderCounters(this.tcp.stack.counters.snapshot(), labels) +
+      renderCounters(this.gossip.counters.snapshot(), labels) +
+      (this.mesh?.metrics(labels) ?? '') +
       renderCounters(this.cluster.counters(), labels)
     );
   }
 
+  /**
+   * Stops the agent. Graceful (SIGTERM): the mesh stops taking connections and withdraws this
+   * node's rows, the gossip announces the leave, then everything closes.
+   */
   async close(): Promise<void> {
+    this.#joining = false;
+    await this.mesh?.close();
+    await this.gossip.leave(LEAVE_TIMEOUT_MS).catch((error: unknown) => this.#logger.info({ err: error }, 'leave not confirmed by any member (none left to tell?)'));
+    this.gossip.shutdown();
+    this.tcp.driver.stop();
     await this.cluster.close();
     await this.overlay.close();
   }
+}
+
+function defaultNetwork(): { subnet: number; prefixLen: number; vni: number } {
+  const { address, prefixLen } = parseCidr(DEFAULT_SUBNET);
+  return { subnet: address, prefixLen, vni: DEFAULT_VNI };
+}
+
+function logMemberEvent(logger: Logger, event: MemberEvent): void {
+  logger.info({ member: event.member.name, address: `${event.member.address.host}:${event.member.address.port}` }, `member ${event.type}`);
 }

@@ -31,7 +31,7 @@ export interface ApiServerOptions {
 /** Serves the API for `agent` on `socketPath` (replacing a stale socket file) and optionally on TCP. */
 export async function startApiServer(agent: Agent, socketPath: string, options: ApiServerOptions = {}): Promise<ApiServer> {
   const backend: ApiBackend = {
-    nodeName: agent.config.nodeName,
+    nodeName: agent.nodeName,
     cluster: options.cluster ?? agent.cluster,
     overlay: agent,
     ...(options.logger ? { logger: options.logger } : {}),

@@ -1,38 +1,63 @@
 /**
- * `make demo`: what shoal can show today, on this machine, without root. Three agents on
- * 127.0.0.2–4 form a VXLAN overlay (100.64.0.2–4/24) with userspace interfaces; every agent
- * pings every other overlay address through its own ARP/IPv4/ICMP stack and VTEP. The agents
- * keep running, with the commands to try printed, until Ctrl-C stops them all.
- *
- * This grows with the product: the routing mesh (`curl any-node:8080`) replaces it as the
- * demo's main act when it lands.
+ * `make demo`: the routing mesh on this machine, without root. Three agents on 127.0.0.2–4
+ * join one gossip and read compose/whoami.yaml: `shoal/whoami` tasks run on node-1 (two) and
+ * node-2 (one), published on 8080 on every node; node-3 runs none, so `curl 127.0.0.4:8080`
+ * crosses the userspace VXLAN overlay to a task on another host. The demo shows a few answers,
+ * prints the commands to try, and stops every agent and task on Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiRequest } from './api-client.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
-const NODES = [2, 3, 4].map((n) => ({ name: `node-${n - 1}`, underlay: `127.0.0.${n}`, overlay: `100.64.0.${n}` }));
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.join(HERE, 'main.js');
+const CATALOG = path.resolve(HERE, '../../compose/whoami.yaml');
+const NODES = [
+  { name: 'node-1', addr: '127.0.0.2', tasks: 'whoami ×2' },
+  { name: 'node-2', addr: '127.0.0.3', tasks: 'whoami ×1' },
+  { name: 'node-3', addr: '127.0.0.4', tasks: 'no task' },
+];
 const runDir = mkdtempSync(path.join(os.tmpdir(), 'shoal-demo-'));
 const children: ChildProcess[] = [];
 
-function say(text: string): void {
+function say(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
-function startAgent(node: (typeof NODES)[number]): Promise<string> {
-  const peers = NODES.filter((p) => p !== node).flatMap((p) => ['--peer', `${p.overlay}@${p.underlay}`]);
-  const socket = path.join(runDir, `${node.name}.sock`);
-  const args = [CLI, 'agent', '--node-name', node.name, '--advertise-addr', node.underlay, '--overlay-addr', `${node.overlay}/24`, ...peers, '--api-socket', socket];
+function startAgent(node: (typeof NODES)[number]): Promise<void> {
+  const args = [CLI, 'agent', '--node-name', node.name, '--advertise-addr', node.addr, '--join', NODES[0]!.addr, '--catalog', CATALOG,
+    '--api-socket', path.join(runDir, `${node.name}.sock`), '--data-dir', path.join(runDir, node.name)];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, SHOAL_LOG_LEVEL: process.env['SHOAL_LOG_LEVEL'] ?? 'warn' } });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${node.name} exited with code ${code}`)));
-    child.stdout?.once('data', () => resolve(socket));
+    child.stdout?.once('data', () => resolve());
   });
+}
+
+function get(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 3000, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Waits (bounded) until every node answers on 8080: the tasks are up and the tables have spread. */
+async function waitForMesh(): Promise<boolean> {
+  for (let i = 0; i < 60; i++) {
+    const answers = await Promise.all(NODES.map((n) => get(`http://${n.addr}:8080/`).then(() => true, () => false)));
+    if (answers.every(Boolean)) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
 }
 
 async function stopAll(): Promise<void> {
@@ -50,27 +75,30 @@ async function stopAll(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  say('shoal demo — stage 1: a userspace VXLAN overlay between three agents (no root needed)\n');
-  const sockets = await Promise.all(NODES.map(startAgent));
-  NODES.forEach((n, i) => say(`  ${n.name}: VTEP ${n.underlay}:4789, overlay ${n.overlay}/24, API ${sockets[i]}`));
-  say('');
-  let failures = 0;
-  for (const [i, from] of NODES.entries()) {
-    for (const to of NODES.filter((n) => n !== from)) {
-      const { status, json } = await apiRequest(sockets[i]!, 'POST', '/shoal/overlay/ping', { address: to.overlay, count: 3, intervalMs: 100 });
-      const replies = status === 200 ? (json as { replies: { rttMs?: number; error?: string }[] }).replies : [];
-      const ok = replies.filter((r) => r.rttMs !== undefined);
-      if (ok.length !== 3) failures++;
-      const rtts = ok.map((r) => r.rttMs!.toFixed(2)).join(' / ');
-      say(`  ${from.name} (${from.overlay}) → ${to.overlay}: ${ok.length}/3 echo replies${rtts ? `, rtt ${rtts} ms` : ''}`);
+  say('shoal demo: the routing mesh on three agents (no root needed)');
+  say();
+  await Promise.all(NODES.map(startAgent));
+  for (const n of NODES) say(`  ${n.name}  ${n.addr}  ${n.tasks}`);
+  say();
+  if (!(await waitForMesh())) throw new Error('the mesh did not answer on every node within 30 s');
+  for (const n of NODES) {
+    const tasks: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const body = await get(`http://${n.addr}:8080/`);
+      tasks.push(/task: (\S+)/.exec(body)?.[1] ?? '?');
     }
+    say(`  curl ${n.addr}:8080  →  ${tasks.join(' ')}${n.tasks === 'no task' ? '   (over the overlay)' : ''}`);
   }
-  say(`\nTry it yourself while the agents run:\n  node ${path.relative(process.cwd(), CLI)} ping 100.64.0.3 --api-socket ${sockets[0]}\n  node ${path.relative(process.cwd(), CLI)} metrics --api-socket ${sockets[1]}\n`);
-  if (failures > 0 || process.env['SHOAL_DEMO_EXIT'] === '1') {
+  say();
+  say('Try it yourself:');
+  for (const n of NODES) say(`  curl ${n.addr}:8080/${n.tasks === 'no task' ? '        # runs no task: answered over the userspace VXLAN overlay' : ''}`);
+  say(`  node dist/cli/main.js metrics --api-socket ${path.join(runDir, 'node-3.sock')} | grep mesh_`);
+  say();
+  if (process.env['SHOAL_DEMO_EXIT'] === '1') {
     await stopAll();
-    process.exit(failures > 0 ? 1 : 0);
+    process.exit(0);
   }
-  say('Ctrl-C stops the agents.');
+  say('Ctrl-C stops the agents and their tasks.');
 }
 
 process.once('SIGINT', () => {

@@ -3,19 +3,17 @@
  * The `shoal` command. `shoal agent` runs the agent of this host in this process; every other
  * verb is a client of an agent's API on its unix socket.
  */
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 import { Agent } from '../agent/agent.js';
-import { parseCidr, parseFdbEntry, parsePeer, parseUdpEndpoint } from '../agent/overlay-node.js';
+import { DEFAULT_DATA_PATH_PORT, DEFAULT_GOSSIP_PORT, type RawSettings, parseConfigFile, resolveSettings, settingsFromEnv } from '../agent/config.js';
+import { parseUdpEndpoint } from '../agent/overlay-node.js';
 import { startApiServer } from '../api/server.js';
 import { createLogger } from '../lib/logger.js';
 import { apiRequest, defaultApiSocket, defaultDataDir } from './api-client.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerSwarmCommands } from './commands/swarm.js';
-
-const DEFAULT_DATA_PATH_PORT = 4789;
-const DEFAULT_VNI = 4096;
-
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -35,14 +33,17 @@ const program = new Command('shoal').description('Docker Swarm mode with a users
 
 program
   .command('agent')
-  .description('run the agent of this host')
-  .option('--node-name <name>', 'name of this node', os.hostname())
-  .requiredOption('--advertise-addr <ip>', 'underlay address other hosts reach this one at')
+  .description('run the agent of this host (every flag also reads SHOAL_<FLAG> from the environment, or a key of --config)')
+  .option('--config <file>', 'YAML file of settings, keys spelled as the flags (advertise-addr: 127.0.0.2)')
+  .option('--node-name <name>', 'name of this node (default: the host name)')
+  .option('--advertise-addr <ip>', 'underlay address other hosts reach this one at (required)')
   .option('--listen-addr <ip>', 'underlay address to bind (default: the advertise address)')
-  .option('--data-path-port <port>', 'UDP port of the VXLAN data path', wrap(Number), DEFAULT_DATA_PATH_PORT)
-  .requiredOption('--overlay-addr <cidr>', "this host's address on the overlay, e.g. 100.64.0.2/24", wrap(parseCidr))
-  .option('--vni <vni>', 'VXLAN network identifier of the overlay', wrap(Number), DEFAULT_VNI)
-  .option('--peer <overlay@underlay[:port]>', 'a host on the overlay (repeatable)', collect, [])
+  .option('--join <addr[:port],...>', 'gossip seeds to join (repeatable or comma-separated)', collect, [])
+  .option('--data-path-port <port>', `UDP port of the VXLAN data path (default ${DEFAULT_DATA_PATH_PORT})`)
+  .option('--gossip-port <port>', `UDP and TCP port of the gossip (default ${DEFAULT_GOSSIP_PORT})`)
+  .option('--catalog <file>', 'services and tasks (compose-like YAML, compose/*.yaml) until the control plane schedules them')
+  .option('--overlay-addr <cidr>', "this host's address on the overlay (default: derived from the advertise address)")
+  .option('--peer <overlay@underlay[:port]>', 'a static host on the overlay (repeatable)', collect, [])
   .option('--fdb <mac@underlay[:port]>', 'a forwarding entry for a non-shoal VTEP (repeatable)', collect, [])
   .option('--flood <underlay[:port]>', 'a VTEP that receives broadcast frames (repeatable)', collect, [])
   .option('--api-socket <path>', 'unix socket of the API (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>.sock)')
@@ -50,38 +51,29 @@ program
   .option('--data-dir <path>', "this node's swarm identity and the manager's store (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>/)")
   .action(async (opts: Record<string, unknown>) => {
     const logger = createLogger('shoal-agent');
-    const advertise = String(opts['advertiseAddr']);
-    const port = Number(opts['dataPathPort']);
-    const listen = parseUdpEndpoint(`${String(opts['listenAddr'] ?? advertise)}:${port}`, port);
-    const { address, prefixLen } = opts['overlayAddr'] as ReturnType<typeof parseCidr>;
-    const agent = await Agent.start(
-      {
-        nodeName: String(opts['nodeName']),
-        overlay: {
-          underlay: listen,
-          vni: Number(opts['vni']),
-          address,
-          prefixLen,
-          peers: (opts['peer'] as string[]).map((p) => parsePeer(p, DEFAULT_DATA_PATH_PORT)),
-          fdb: (opts['fdb'] as string[]).map((f) => parseFdbEntry(f, DEFAULT_DATA_PATH_PORT)),
-          flood: (opts['flood'] as string[]).map((f) => parseUdpEndpoint(f, DEFAULT_DATA_PATH_PORT)),
-        },
-        cluster: { dataDir: typeof opts['dataDir'] === 'string' ? opts['dataDir'] : defaultDataDir(advertise), advertiseAddr: advertise },
-      },
-      logger,
-    );
-    const socketPath = typeof opts['apiSocket'] === 'string' ? opts['apiSocket'] : defaultApiSocket(advertise);
-    const tcp = typeof opts['apiTcp'] === 'string' ? parseUdpEndpoint(opts['apiTcp'], 2375) : undefined;
+    const file = typeof opts['config'] === 'string' ? parseConfigFile(await readFile(opts['config'], 'utf8'), opts['config']) : {};
+    const flags: RawSettings = {};
+    for (const [key, value] of Object.entries(opts)) {
+      if (key === 'config' || value === undefined || (Array.isArray(value) && value.length === 0)) continue;
+      (flags as Record<string, unknown>)[key] = value;
+    }
+    const settings = resolveSettings({ flags, env: settingsFromEnv(process.env), file }, { nodeName: os.hostname() });
+    const agent = await Agent.start({ settings, dataDir: settings.dataDir ?? defaultDataDir(settings.advertiseAddr) }, logger);
+    const socketPath = settings.apiSocket ?? defaultApiSocket(settings.advertiseAddr);
+    const tcp = settings.apiTcp === undefined ? undefined : parseUdpEndpoint(settings.apiTcp, 2375);
     const api = await startApiServer(agent, socketPath, { logger, ...(tcp ? { tcp: { host: tcp.address, port: tcp.port } } : {}) });
     logger.info({ socket: socketPath, tcp: api.tcpPort, vtep: agent.vtepAddress() }, 'api listening');
     // One line on stdout when ready, for scripts and tests that start agents.
-    process.stdout.write(`${JSON.stringify({ ready: true, node: agent.config.nodeName, api: socketPath, apiTcpPort: api.tcpPort, vtep: agent.vtepAddress() })}\n`);
+    process.stdout.write(`${JSON.stringify({ ready: true, node: agent.nodeName, api: socketPath, apiTcpPort: api.tcpPort, vtep: agent.vtepAddress() })}\n`);
+    let stopping = false;
     const stop = (signal: string): void => {
-      logger.info({ signal }, 'stopping');
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping: leaving the gossip');
       void Promise.all([api.close(), agent.close()]).finally(() => process.exit(0));
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
 
 program

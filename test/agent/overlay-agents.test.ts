@@ -22,7 +22,7 @@ describe('two agents on loopback', () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'shoal-overlay-agents-'));
     const agent = (n: number, peer: number) =>
       startAgent([
-        '--node-name', `node-${n}`, '--advertise-addr', `127.0.0.${n}`, '--data-path-port', String(PORT),
+        '--node-name', `node-${n}`, '--advertise-addr', `127.0.0.${n}`, '--data-path-port', String(PORT), '--gossip-port', String(PORT + 1),
         '--overlay-addr', `100.64.0.${n}/24`, '--peer', `100.64.0.${peer}@127.0.0.${peer}:${PORT}`,
         '--api-socket', path.join(tmp, `${n}.sock`),
       ]);
