@@ -61,18 +61,18 @@ import { ENCRYPTION_OVERHEAD_V1, type Keyring } from '../wire/memberlist/crypto.
 import {
   type Alive,
   type IndirectPingReq,
-  type MemberlistWireError,
   type Message,
   type Ping,
   type PushNodeState,
   MessageType,
   VSN_LEN,
 } from '../wire/memberlist/messages.js';
-import { type StreamMessage, StreamReader, encodeStream } from '../wire/memberlist/stream.js';
+import { type StreamMessage, encodeStream } from '../wire/memberlist/stream.js';
 import { Awareness } from './awareness.js';
 import { LAN_CONFIG, type MemberlistConfig } from './config.js';
 import { GOSSIP_COUNTERS, wireDropCounter } from './metrics.js';
 import { type Seed, formatAddress, parseSeed } from './seed.js';
+import { type StreamSessionHandlers, runStreamSession } from './stream-session.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { failedProbeAwarenessDelta, pushPullScale } from './formulas.js';
 import { ipToBytes, ipToString } from './ip.js';
@@ -961,77 +961,27 @@ export class Memberlist {
     return { stream };
   }
 
-  /**
-   * Reads one message from `stream` and hands it over; the handler says whether to close now or
-   * wait for the peer to close after our reply. Every path ends in exactly one `onDone`, and the
-   * deadline bounds them all.
-   */
+  /** Runs one stream session (stream-session.ts), tracked so that shutdown() can end it. */
   #runStream(stream: Stream, deadlineMs: number, handlers: StreamSessionHandlers): void {
     this.#streams.add(stream);
-    const reader = new StreamReader({
-      ...(this.#keyring && { keyring: this.#keyring }),
-      verifyIncoming: this.config.gossipVerifyIncoming,
-    });
-    const expectReply = handlers.expectReply ?? true;
-    let finished = false;
-    /** A message arrived, or a read failed and we answered: only the peer's close is awaited now. */
-    let settled = false;
-    let settledError: Error | undefined;
-    const finish = (error?: Error): void => {
-      if (finished) return;
-      finished = true;
-      this.#cancel(deadline);
-      this.#streams.delete(stream);
-      stream.destroy();
-      handlers.onDone(error);
-    };
-    const deadline = this.#after(Math.max(0, deadlineMs), () => {
-      // After our reply we only linger for the peer to read it and close: not a timeout.
-      if (settled) {
-        finish(settledError);
-        return;
-      }
-      this.counters.inc('gossip_stream_timeout');
-      finish(new TimeoutError(`Stream with ${formatAddress(stream.remote)} timed out`));
-    });
-    const judge = (r: ReturnType<StreamReader['push']>): void => {
-      if (r.status === 'incomplete' || settled || finished) return;
-      settled = true;
-      if (r.status === 'error') {
-        this.counters.inc(wireDropCounter(r.error));
-        settledError = new GossipProtocolError(`Bad stream from ${formatAddress(stream.remote)}: ${r.error}`);
-        // Answering with the reason (ML net.go:229-247) means letting the peer read it first.
-        if (handlers.onReadError) handlers.onReadError(r.error);
-        else finish(settledError);
-        return;
-      }
-      if (handlers.onMessage(r.message) === 'close') finish();
-    };
-    const peerClosed = (error?: Error): void => {
-      if (settled) finish(settledError);
-      else if (!expectReply && !error) finish();
-      else finish(error ?? new GossipProtocolError(`${formatAddress(stream.remote)} closed the stream without a reply`));
-    };
-    stream.setHandlers({
-      onData: (chunk) => judge(reader.push(chunk)),
-      onEnd: () => {
-        if (!settled && reader.buffered > 0) judge(reader.end());
-        if (!finished) peerClosed();
+    runStreamSession(
+      stream,
+      {
+        reader: { ...(this.#keyring && { keyring: this.#keyring }), verifyIncoming: this.config.gossipVerifyIncoming },
+        deadlineMs,
+        after: (ms, fn) => this.#after(ms, fn),
+        cancel: (t) => this.#cancel(t),
+        count: (name) => this.counters.inc(name),
       },
-      onClose: (error) => {
-        if (!finished) peerClosed(error);
+      {
+        ...handlers,
+        onDone: (error) => {
+          this.#streams.delete(stream);
+          handlers.onDone(error);
+        },
       },
-    });
+    );
   }
-}
-
-interface StreamSessionHandlers {
-  /** False when we only send (a TCP user message): the peer closing is then success. Default true. */
-  readonly expectReply?: boolean;
-  /** The message; return 'close' to close now, 'wait-close' after writing a reply (the peer closes). */
-  onMessage(m: StreamMessage): 'close' | 'wait-close';
-  onReadError?(error: MemberlistWireError): void;
-  onDone(error?: Error): void;
 }
 
 function replyAddress(addr: Uint8Array | undefined, port: number | undefined, from: GossipAddress): GossipAddress | undefined {
