@@ -354,7 +354,7 @@ export class Manager {
    * a stale version, InvalidArgumentError for a bad spec.
    */
   async updateSwarm(version: number, spec: unknown, rotate: { worker: boolean; manager: boolean }): Promise<void> {
-    await this.#store.update((tx) => {
+    const next = await this.#store.update((tx) => {
       const c = this.#requireClusterIn(tx);
       if (version !== c.Version.Index) throw new OutOfSequenceError('update out of sequence');
       const parsed = parseSwarmSpecUpdate(spec, c.Spec);
@@ -364,8 +364,10 @@ export class Manager {
         Manager: rotate.manager ? generateJoinToken(c.RootCA.CertPem, this.#rng) : c.JoinTokens.Manager,
       };
       tx.put('cluster', c.ID, { ...c, Spec: parsed.value, JoinTokens: tokens, Version: { Index: tx.index }, UpdatedAt: iso(this.#wall()) });
-      this.#status.heartbeatPeriodMs = heartbeatPeriodMs(parsed.value);
+      return parsed.value;
     });
+    // Only once durable: a failed write leaves the old period in force.
+    this.#status.heartbeatPeriodMs = heartbeatPeriodMs(next);
   }
 
   /** `GET /nodes`. Throws InvalidArgumentError for an unknown filter. */
