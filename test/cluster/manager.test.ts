@@ -95,6 +95,17 @@ describe('Manager', () => {
     await expect(manager.updateSwarm(before.Version.Index, before.Spec, { worker: true, manager: false })).rejects.toThrow('update out of sequence');
   });
 
+  it('tells nodes a new heartbeat period in their next heartbeat answer', async () => {
+    const w = await join('w', 2, manager.swarm().JoinTokens.Worker);
+    const swarm = manager.swarm();
+    await manager.updateSwarm(swarm.Version.Index, { ...swarm.Spec, Dispatcher: { HeartbeatPeriod: 2e9 } }, { worker: false, manager: false });
+    expect(manager.heartbeat({ nodeId: w, role: 'worker', clusterId: manager.clusterId }).periodMs).toBe(2000);
+    clock.advance(5999);
+    expect(state(w)).toBe('ready');
+    clock.advance(2);
+    expect(state(w)).toBe('down');
+  });
+
   it('updates a node with the current version only, and resolves names and unique prefixes', async () => {
     const w = await join('worker-a', 2, manager.swarm().JoinTokens.Worker);
     const v = manager.getNode('worker-a').Version.Index;
