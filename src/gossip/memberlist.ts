@@ -531,10 +531,10 @@ export class Memberlist {
         return;
       }
       this.counters.inc('gossip_probes_failed');
-      const delta = failedProbeAwarenessDelta(expectedNacks, nacks);
       this.#log.info({ node: name, nacks, expectedNacks }, 'Suspect has failed, no acks received');
-      finish(delta);
+      // Suspect first, then the awareness delta and the next probe, in Go's order (ML state.go:479-497).
       this.#state.suspectNode({ incarnation, node: name, from: this.name });
+      finish(failedProbeAwarenessDelta(expectedNacks, nacks));
     };
 
     this.#ackHandlers.set(seqNo, {
