@@ -24,6 +24,7 @@ import { meshGossipDelegate, meshReplicationOf } from '../mesh/gossip-delegate.j
 import { overlayPeerTarget } from '../mesh/overlay-peers.js';
 import { type Catalog, DEFAULT_SUBNET, DEFAULT_VNI, loadCatalog } from './catalog.js';
 import { CatalogMesh } from './catalog-mesh.js';
+import { MembershipLiveness } from './cluster-liveness.js';
 import { ClusterNode } from './cluster-node.js';
 import { type AgentSettings, nodeOverlayAddress } from './config.js';
 import { OverlayNode, parseCidr } from './overlay-node.js';
@@ -98,6 +99,8 @@ export class Agent {
       }));
     const transport = await NodeTransport.bind({ host: s.listenAddr, port: s.gossipPort, clock, advertiseHost: s.advertiseAddr });
     const meshDelegate = mesh && meshGossipDelegate(mesh.table);
+    // The manager's node status follows the gossip: dead or left → Down, alive → Ready.
+    const liveness = new MembershipLiveness();
     const gossip = Memberlist.create({
       name: s.nodeName,
       transport,
@@ -110,18 +113,26 @@ export class Agent {
         notifyEvent: (event: MemberEvent) => {
           logMemberEvent(logger, event);
           meshDelegate?.notifyEvent(event);
+          liveness.notifyEvent(event);
         },
       },
     });
     mesh?.table.setReplication(meshReplicationOf(gossip));
     const cluster = await ClusterNode.start({ dataDir: config.dataDir, advertiseAddr: s.advertiseAddr, nodeName: s.nodeName, logger });
+    cluster.attachLiveness(liveness);
     const agent = new Agent({ config, overlay, tcp, gossip, mesh, cluster, logger });
+    // A swarm member gossips with its managers' hosts, as Swarm's nodes find each other
+    // through the managers: at start (a restarted member) and whenever it inits or joins.
+    const managerSeeds = (managers: readonly string[]): string[] => managers.map((m) => `${m.replace(/:\d+$/, '')}:${s.gossipPort}`);
+    cluster.onSwarmJoined((managers) => void agent.#join(managerSeeds(managers)));
+    void agent.#join([...s.join, ...managerSeeds(cluster.managers())]);
     logger.info({ node: s.nodeName, overlay: formatIpv4Address(overlayAddr.address), vtep: overlay.vtep.local(), gossip: `${s.advertiseAddr}:${s.gossipPort}`, catalog: s.catalog }, 'agent started');
-    void agent.#join(s.join);
     return agent;
   }
 
-  async #join(seeds: readonly string[]): Promise<void> {
+  async #join(candidates: readonly string[]): Promise<void> {
+    const self = `${this.config.settings.advertiseAddr}:${this.config.settings.gossipPort}`;
+    const seeds = [...new Set(candidates)].filter((seed) => seed !== self);
     for (let attempt = 1; this.#joining && seeds.length > 0 && attempt <= JOIN_ATTEMPTS; attempt++) {
       try {
         const joined = await this.gossip.join(seeds);

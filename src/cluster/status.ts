@@ -2,9 +2,10 @@
  * Node status on the manager, from two kinds of evidence: heartbeats (swarmkit's dispatcher:
  * a node that sends none for HeartbeatPeriod × 3 is down, "heartbeat failure") and the
  * membership layer's up/down events (liveness.ts). A node is ready while its heartbeat is
- * fresh or the membership says it is up; a membership "down" makes it down at once and voids
- * the current heartbeat, since the gossip detects failure faster than three missed periods;
- * the next heartbeat makes it ready again.
+ * fresh and the membership does not say it is down; a membership "down" makes it down at once
+ * and voids the current heartbeat, since the gossip detects failure faster than three missed
+ * periods; the next heartbeat makes it ready again. Gossip alone never makes a node ready: an
+ * agent that left the swarm still gossips (the mesh needs it), but it sends no heartbeat.
  *
  * After the manager starts, every other node is `unknown` until it is heard from or its
  * grace period passes, as swarmkit does after a leadership change.
@@ -90,7 +91,7 @@ export class NodeStatusTracker {
   status(nodeId: string): NodeStatus {
     const entry = this.#entries.get(nodeId);
     if (!entry) return { state: 'unknown', message: '' };
-    if (entry.heartbeatFresh || entry.livenessUp === true) return { state: 'ready', message: '' };
+    if (entry.heartbeatFresh && entry.livenessUp !== false) return { state: 'ready', message: '' };
     if (!entry.heard && entry.timer) return { state: 'unknown', message: "Node moved to 'unknown' state due to leadership change" };
     return { state: 'down', message: entry.message };
   }

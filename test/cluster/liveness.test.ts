@@ -33,6 +33,8 @@ describe('MembershipLiveness', () => {
     liveness.notifyEvent(event('dead', 'w', '127.0.0.2'));
     expect(state()).toBe('down');
     liveness.notifyEvent(event('alive', 'w', '127.0.0.2'));
+    expect(state()).toBe('down'); // up again in the gossip: ready with its next heartbeat
+    manager.heartbeat({ nodeId: w, role: 'worker', clusterId: manager.clusterId });
     expect(state()).toBe('ready');
     liveness.notifyEvent(event('leave', 'w', '127.0.0.2'));
     expect(state()).toBe('down');
