@@ -36,14 +36,20 @@ interface PendingTimer {
   cancelled: boolean;
 }
 
+function earlier(a: PendingTimer, b: PendingTimer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
 /**
  * A clock that moves only when told to. Timers fire in deadline order (ties in creation
  * order) during advance(); a timer set by a firing timer fires in the same advance() if due.
+ * Timers live in a binary heap, so simulations of thousands of nodes stay O(log n) per timer.
  */
 export class ManualClock implements Clock {
   #now: number;
   #seq = 0;
-  #timers: PendingTimer[] = [];
+  readonly #heap: PendingTimer[] = [];
+  #live = 0;
 
   constructor(start = 0) {
     this.#now = start;
@@ -55,24 +61,26 @@ export class ManualClock implements Clock {
 
   setTimer(delayMs: number, fn: () => void): Timer {
     const timer: PendingTimer = { at: this.#now + Math.max(0, delayMs), seq: this.#seq++, fn, cancelled: false };
-    this.#timers.push(timer);
+    this.#push(timer);
+    this.#live++;
     return {
       cancel: () => {
+        if (timer.cancelled) return;
         timer.cancelled = true;
+        this.#live--;
       },
     };
   }
 
   /** Timers not yet fired nor cancelled: a simulation that ends must have none it did not expect. */
   get pendingTimers(): number {
-    return this.#timers.filter((t) => !t.cancelled).length;
+    return this.#live;
   }
 
   /** The deadline of the earliest live timer, or undefined when none is pending. */
   nextDeadline(): number | undefined {
-    let best: number | undefined;
-    for (const t of this.#timers) if (!t.cancelled && (best === undefined || t.at < best)) best = t.at;
-    return best;
+    this.#dropCancelled();
+    return this.#heap[0]?.at;
   }
 
   /** Moves time forward by `ms`, firing every timer that falls due, in order. */
@@ -82,27 +90,49 @@ export class ManualClock implements Clock {
 
   advanceTo(target: number): void {
     for (;;) {
-      const next = this.#popDue(target);
-      if (!next) break;
+      this.#dropCancelled();
+      const next = this.#heap[0];
+      if (!next || next.at > target) break;
+      this.#pop();
+      next.cancelled = true;
+      this.#live--;
       this.#now = Math.max(this.#now, next.at);
       next.fn();
     }
     this.#now = Math.max(this.#now, target);
   }
 
-  #popDue(target: number): PendingTimer | undefined {
-    let bestIndex = -1;
-    for (let i = 0; i < this.#timers.length; i++) {
-      const t = this.#timers[i]!;
-      if (t.cancelled || t.at > target) continue;
-      const best = this.#timers[bestIndex];
-      if (!best || t.at < best.at || (t.at === best.at && t.seq < best.seq)) bestIndex = i;
+  #dropCancelled(): void {
+    while (this.#heap[0]?.cancelled) this.#pop();
+  }
+
+  #push(timer: PendingTimer): void {
+    const heap = this.#heap;
+    heap.push(timer);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!earlier(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
     }
-    if (bestIndex < 0) {
-      this.#timers = this.#timers.filter((t) => !t.cancelled);
-      return undefined;
+  }
+
+  #pop(): void {
+    const heap = this.#heap;
+    const last = heap.pop()!;
+    if (heap.length === 0) return;
+    heap[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let best = i;
+      if (l < heap.length && earlier(heap[l]!, heap[best]!)) best = l;
+      if (r < heap.length && earlier(heap[r]!, heap[best]!)) best = r;
+      if (best === i) break;
+      [heap[i], heap[best]] = [heap[best]!, heap[i]!];
+      i = best;
     }
-    const [timer] = this.#timers.splice(bestIndex, 1);
-    return timer;
   }
 }
