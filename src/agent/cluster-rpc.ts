@@ -12,7 +12,7 @@
 import type http from 'node:http';
 import https from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { InvalidArgumentError, ShoalError, UnauthenticatedError, UnavailableError } from '../lib/errors.js';
+import { InvalidArgumentError, ShoalError, UnauthenticatedError, UnavailableError, httpStatusOf } from '../lib/errors.js';
 import type { NodeIdentity } from '../cluster/ca.js';
 
 const MAX_BODY_BYTES = 256 * 1024;
@@ -49,7 +49,7 @@ export async function startRpcServer(host: string, port: number, tls: RpcTls, ha
   const server = https.createServer(
     { key: tls.keyPem, cert: tls.certPem, ca: [tls.caPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
     (req, res) => {
-      serve(req, res, handlers).catch((error: unknown) => reply(res, statusOf(error), { message: messageOf(error), code: codeOf(error) }));
+      serve(req, res, handlers).catch((error: unknown) => reply(res, httpStatusOf(error), { message: messageOf(error), code: codeOf(error) }));
     },
   );
   server.headersTimeout = REQUEST_TIMEOUT_MS;
@@ -118,30 +118,6 @@ function reply(res: http.ServerResponse, status: number, body: unknown): void {
     return;
   }
   res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
-}
-
-/**
- * The HTTP status for a catalogue error, as dockerd maps swarmkit's gRPC codes (spec §2.3);
- * the same table as src/api/docker.ts statusFor (which this layer cannot import: the API
- * imports the agent).
- */
-export function statusOf(error: unknown): number {
-  switch (codeOf(error)) {
-    case 'ERR_INVALID_ARGUMENT':
-    case 'ERR_FAILED_PRECONDITION':
-      return 400;
-    case 'ERR_UNAUTHENTICATED':
-      return 401;
-    case 'ERR_PERMISSION_DENIED':
-      return 403;
-    case 'ERR_NOT_FOUND':
-      return 404;
-    case 'ERR_UNAVAILABLE':
-    case 'ERR_CAPACITY':
-      return 503;
-    default:
-      return 500;
-  }
 }
 
 export function codeOf(error: unknown): string {

@@ -5,7 +5,7 @@
  * a Docker-style error, `{"message": …}` with `Content-Type: application/json` exactly (the
  * CLI parses the body only then, spec §2.1), and the status dockerd would give (§2.2).
  */
-import { InvalidArgumentError, ShoalError } from '../lib/errors.js';
+import { InvalidArgumentError, ShoalError, httpStatusOf } from '../lib/errors.js';
 import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
@@ -61,32 +61,12 @@ export async function handleApiRequest(backend: ApiBackend, request: ApiRequest)
   try {
     return await route(backend, request);
   } catch (error) {
-    const status = statusFor(error);
+    const status = httpStatusOf(error);
     if (status === 500 && !(error instanceof ShoalError)) (backend.logger ?? silentLogger).error({ err: error, url: request.url }, 'API handler failed');
     return json(status, { message: error instanceof Error ? error.message : String(error) });
   }
 }
 
-/** Catalogue code → status, as dockerd maps swarmkit's gRPC codes (spec §2.3). */
-export function statusFor(error: unknown): number {
-  const code = error instanceof ShoalError ? error.code : undefined;
-  switch (code) {
-    case 'ERR_INVALID_ARGUMENT':
-    case 'ERR_FAILED_PRECONDITION':
-      return 400;
-    case 'ERR_UNAUTHENTICATED':
-      return 401;
-    case 'ERR_PERMISSION_DENIED':
-      return 403;
-    case 'ERR_NOT_FOUND':
-      return 404;
-    case 'ERR_UNAVAILABLE':
-    case 'ERR_CAPACITY':
-      return 503;
-    default:
-      return 500;
-  }
-}
 
 async function route(backend: ApiBackend, request: ApiRequest): Promise<ApiResponse> {
   const url = parseUrl(request.url);

@@ -174,3 +174,27 @@ export class DnsSocketError extends ShoalError {
     super('ERR_DNS_SOCKET', message, options);
   }
 }
+
+/**
+ * The HTTP status for an error of the catalogue, as dockerd maps swarmkit's gRPC codes
+ * (shared/specs/docker-api-swarm.md §2.3). Anything that is not a ShoalError is a 500.
+ * One table for every HTTP surface: the Docker API and the managers' port 2377.
+ */
+export function httpStatusOf(error: unknown): number {
+  switch (error instanceof ShoalError ? error.code : undefined) {
+    case 'ERR_INVALID_ARGUMENT':
+    case 'ERR_FAILED_PRECONDITION':
+      return 400;
+    case 'ERR_UNAUTHENTICATED':
+      return 401;
+    case 'ERR_PERMISSION_DENIED':
+      return 403;
+    case 'ERR_NOT_FOUND':
+      return 404;
+    case 'ERR_UNAVAILABLE':
+    case 'ERR_CAPACITY':
+      return 503;
+    default:
+      return 500;
+  }
+}
