@@ -60,8 +60,8 @@ function failureDetectionBoundMs(nodes: number): number {
 let cluster: MeshCluster;
 
 beforeAll(async () => {
-  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: 8 });
-});
+  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: 8, readyTimeoutMs: 75_000 });
+}, 90_000);
 
 afterAll(async () => {
   // Stopped agents stop their tasks; the crashed one's tasks exit on their own: nothing leaks.

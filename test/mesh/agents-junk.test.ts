@@ -39,8 +39,8 @@ nodes:
 let cluster: MeshCluster;
 
 beforeAll(async () => {
-  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: NODES.length + TASKS.length });
-});
+  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: NODES.length + TASKS.length, readyTimeoutMs: 75_000 });
+}, 90_000);
 
 afterAll(async () => {
   if (cluster) expect(await cluster.stop()).toEqual([]);

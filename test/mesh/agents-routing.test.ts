@@ -35,8 +35,8 @@ const MAX_REQUESTS = 300;
 let cluster: MeshCluster;
 
 beforeAll(async () => {
-  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: NODES.length + TASKS.length });
-});
+  cluster = await MeshCluster.start({ catalog: CATALOG, nodes: NODES, gossipPort: GOSSIP_PORT, dataPathPort: DATA_PATH_PORT, publishedPort: PUBLISHED, expectedRows: NODES.length + TASKS.length, readyTimeoutMs: 75_000 });
+}, 90_000);
 
 afterAll(async () => {
   // A stopped agent stops its tasks: none is left for the cleanup to kill.
