@@ -202,10 +202,14 @@ function pipe(from: Duplex, to: Duplex, hooks: PipeHooks): void {
       });
     }
   });
-  from.on('end', () => {
+  const onEnd = (): void => {
     hooks.onEnd();
     if (!to.destroyed && !to.writableEnded) to.end();
-  });
+  };
+  // A side that ended before the relay began (a client that closed while its upstream was being
+  // connected) emitted 'end' to nobody, and will not again: pass its half-close on now.
+  if (from.readableEnded) onEnd();
+  else from.on('end', onEnd);
 }
 
 function resetOrDestroy(s: Duplex): void {
