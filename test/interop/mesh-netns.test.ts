@@ -18,8 +18,9 @@
  *
  * veth leaves checksums to an offload that never happens (CHECKSUM_PARTIAL): the kernel's inner
  * TCP checksum would carry only the pseudo-header sum and shoal (which verifies checksums, as
- * it must with kernel peers) would drop every segment. `ethtool -K <veth> tx off` makes the
- * kernel compute them, as a real NIC would.
+ * it must with kernel peers: attachTcp's verifyChecksum stays on) would drop every segment, so
+ * curl from the kernel namespace times out (checked: it does without the ethtool lines).
+ * `ethtool -K <veth> tx off` makes the kernel compute them, as a real NIC would.
  *
  * By hand: sudo npx vitest run test/interop/mesh-netns.test.ts
  */
@@ -227,6 +228,8 @@ describeInterop('the routing mesh across network namespaces, and a kernel VXLAN 
     // The kernel learnt each task's MAC by ARP (answered by its owner), and where it lives from the frames.
     const neigh = await kernel.exec('ip', ['neigh', 'show', 'dev', 'vx0']);
     for (const t of TASKS) expect(neigh).toMatch(new RegExp(`${t.overlay.replace(/\./g, '\\.')} lladdr 02:42:64:40:00:${(Number(t.overlay.split('.')[3]) & 0xff).toString(16).padStart(2, '0')}`));
+    // Every segment the kernel sent passed shoal's checksum check.
+    for (const a of agents) expect(await metric(a, 'tcp_rx_dropped_checksum')).toBe(0);
     const fdb = await kernel.exec('bridge', ['fdb', 'show', 'dev', 'vx0']);
     for (const t of TASKS) {
       const owner = HOSTS.find((h) => h.node === t.node)!;
