@@ -476,10 +476,13 @@ async function main(): Promise<void> {
     '  tcpdump of one keep-alive connection fetching 64 KiB through agent A shows B sending in ACK-clocked',
     '  bursts while A acknowledges every second segment 0.2–0.5 ms apart (one segment handled per ~0.25 ms',
     '  on this loaded 2-core machine): 6–30 ms per 64 KiB request against 0.3 ms direct.',
-    '- Next steps, by expected gain: hand received data to the stream (and so to the kernel socket) once per',
-    '  batch of datagrams rather than per segment (cork/uncork around a VTEP read burst, or writev);',
-    '  stretch ACKs (one per burst); batched UDP sends (no sendmmsg in node:dgram: a native addon or io_uring);',
-    '  then the allocation and GC work the profile shows.',
+    '- Tried and not enough: corking the relay’s kernel socket until setImmediate (one writev per event-loop',
+    '  turn instead of a write per segment) gave no gain at 64 KiB and lost at 13 B: the agents are not',
+    '  backlogged, so a turn rarely holds more than one segment of a connection.',
+    '- Next steps, by expected gain: fewer datagrams per byte (stretch ACKs: one per burst rather than per two',
+    '  segments; a larger overlay MTU between shoal peers, as tcp-bench shows 3.5× the throughput at 8950);',
+    '  batched UDP sends (no sendmmsg in node:dgram: a native addon or io_uring); then the allocation and GC',
+    '  work the profile shows.',
     '',
   );
   if (missed) {
