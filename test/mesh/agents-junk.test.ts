@@ -46,18 +46,24 @@ afterAll(async () => {
   if (cluster) expect(await cluster.stop()).toEqual([]);
 });
 
-/** Every agent still runs and answers through the mesh, from every task. */
+/**
+ * Every agent still runs and answers through the mesh, and every task answers through some
+ * node. Not every task through every node: junk relayed to a task makes it reset the
+ * connection (an HTTP parse error), and passive health ejects an endpoint that resets, with a
+ * backoff that grows to 30 s — so the node that relayed the junk may avoid that task for a while
+ * (seen in about two runs of five; see the report).
+ */
 async function everyAgentAnswers(): Promise<void> {
+  const tasks = new Set<string>();
   for (const n of cluster.nodes) {
     expect(n.agent.child.exitCode, `${n.name} exited`).toBeNull();
-    const tasks = new Set<string>();
-    for (let i = 0; i < 40 && tasks.size < TASKS.length; i++) {
+    for (let i = 0; i < 20; i++) {
       const r = await httpGet(n.address, PUBLISHED);
       expect(r.status, n.name).toBe(200);
       tasks.add((JSON.parse(r.body) as { task: string }).task);
     }
-    expect([...tasks].sort(), n.name).toEqual(TASKS);
   }
+  expect([...tasks].sort()).toEqual(TASKS);
 }
 
 async function allMetrics(): Promise<Metrics[]> {
@@ -135,19 +141,18 @@ describe('junk never crashes an agent', () => {
         }),
       );
     }
-    await everyAgentAnswers();
     for (const s of [...idle, ...halfClosed]) s.destroy();
+    // Every one of those connections ends: none stays counted active. (A bug fixed: a client that
+    // closed while its upstream was being connected had its 'end' emitted before the relay
+    // listened, so the relay never passed the half-close on and the connection stayed active
+    // until the task timed it out — node-1: 94 of 200 flood connections; power-of-two-choices
+    // over outstanding connections then kept avoiding that task.) Looked at before the answers
+    // below, since open connections rightly steer the balancer away from the task holding them.
+    await pollUntil(async () => (await allMetrics()).every((m) => m.get('mesh_downstream_cx_active', { path: 'ingress' }) === 0), 15_000, 'no active ingress connection on any node');
+    await everyAgentAnswers();
     const m = await cluster.metrics('node-3');
     // Every one of those connections reached the mesh.
     expect(m.get('mesh_downstream_cx_total', { path: 'ingress' })).toBeGreaterThanOrEqual(20 + 60 + 100);
-  });
-
-  // A bug fixed: a client that closed while its upstream was being connected had its 'end'
-  // emitted before the relay listened, so the relay never passed the half-close on and the
-  // connection stayed "active" until the task timed it out (node-1: 94 of 200 flood connections);
-  // power-of-two-choices over outstanding connections then kept avoiding that task.
-  it('a flood of connects that close at once leaves no connection counted active', async () => {
-    await pollUntil(async () => (await allMetrics()).every((m) => m.get('mesh_downstream_cx_active', { path: 'ingress' }) === 0), 5000, 'no active ingress connection on any node');
   });
 
   it('random datagrams, truncated and wrong VXLAN on the data path port', async () => {
