@@ -18,9 +18,9 @@
  * requests completed: far less sensitive to the shared 2-core machine than the rates
  * (MACHINE-NOTES.md). For the remote path it is both agents together.
  *
- * When a target is missed (local < HAProxy's ratio, remote < 0.7 × kernel VXLAN), a third pair
- * of agents runs the remote path once more under `node --cpu-prof` and the top frames by self
- * time go into the report.
+ * When a target is missed (local < HAProxy's ratio, remote < 0.7 × kernel VXLAN), the path runs
+ * once more with its agent(s) under `node --cpu-prof` (the remote path at both sizes, the local
+ * path at the sizes it missed) and the top frames by self time go into the report.
  *
  * Addresses 127.0.0.80–99 and ports 18800–18899 only (other work shares this machine's loopback);
  * underlay 198.18.30.0/30 and overlay 100.64.1.0/24 inside the namespaces this file makes.
@@ -47,7 +47,7 @@ const rounds = Number(process.argv[3] ?? 3);
 const CONNECTIONS = 50;
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
-const IP = { whoami: '127.0.0.80', haproxy: '127.0.0.81', local: '127.0.0.82', remoteA: '127.0.0.83', remoteB: '127.0.0.84', profA: '127.0.0.85', profB: '127.0.0.86' } as const;
+const IP = { whoami: '127.0.0.80', haproxy: '127.0.0.81', local: '127.0.0.82', remoteA: '127.0.0.83', remoteB: '127.0.0.84', profA: '127.0.0.85', profB: '127.0.0.86', profLocal: '127.0.0.87' } as const;
 const PORT = { whoami: 18800, haproxy: 18801, published: 18802, dataPath: 18810, gossip: 18811 } as const;
 const TAG = `mb${process.pid % 100000}`;
 const KERNEL = { nsA: `${TAG}-a`, nsB: `${TAG}-b`, underlayA: '198.18.30.1', underlayB: '198.18.30.2', overlayA: '100.64.1.1', overlayB: '100.64.1.2' } as const;
@@ -379,6 +379,21 @@ async function profileRemote(size: number): Promise<{ a: ReturnType<typeof profi
   return { a: summaryOf(dirA), b: summaryOf(dirB), rps: r.rps };
 }
 
+/** The local path once more with its agent under --cpu-prof (autocannon, `size` bytes). */
+async function profileLocal(size: number): Promise<{ agent: ReturnType<typeof profileSummary>; rps: number }> {
+  const dir = path.join(tmp, `prof-local-${size}`);
+  const entry = existsSync(BUILT_CLI) ? [BUILT_CLI] : undefined;
+  const agent = await startAgent('prof-local', IP.profLocal, writeCatalog('profile-local', 'prof-local', []), undefined, ['--cpu-prof', '--cpu-prof-dir', dir], entry);
+  await waitHttp(IP.profLocal, PORT.published);
+  await generate('wrk', `http://${IP.profLocal}:${PORT.published}/?size=${size}`, 1);
+  const from = Number(process.hrtime.bigint() / 1000n);
+  const r = await generate('autocannon', `http://${IP.profLocal}:${PORT.published}/?size=${size}`, seconds);
+  const to = Number(process.hrtime.bigint() / 1000n);
+  await stop(agent, 15_000);
+  const f = readdirSync(dir).find((n) => n.endsWith('.cpuprofile'));
+  return { agent: f ? profileSummary(path.join(dir, f), from, to, 15) : { frames: ['(no profile written)'], files: [], busy: '' }, rps: r.rps };
+}
+
 async function main(): Promise<void> {
   log(`mesh-bench: ${seconds} s per point, ${rounds} rounds, c=${CONNECTIONS}`);
   const whoami = startWhoami(IP.whoami);
@@ -424,7 +439,8 @@ async function main(): Promise<void> {
   const fmt = (x: number, digits = 0): string => (Number.isNaN(x) ? '–' : x.toFixed(digits));
   const lines: string[] = [];
   const verdicts: string[] = [];
-  let missed = false;
+  let missedRemote = false;
+  const missedLocal = new Set<number>();
   const date = new Date().toISOString().slice(0, 10);
   lines.push(`# The routing mesh: HTTP through each path (${date}, ${seconds} s per point, median of ${rounds})`, '');
   lines.push('Targets (issue 5): shoal local path ratio ≥ HAProxy’s; shoal remote path ≥ 0.7 × the kernel VXLAN path.', '');
@@ -440,11 +456,11 @@ async function main(): Promise<void> {
       }
       const ratio = (id: PathId): number => med(g, b.size, id, (s) => s.rps) / direct;
       const localOk = ratio('shoal-local') >= ratio('haproxy');
-      missed ||= !localOk;
+      if (!localOk) missedLocal.add(b.size);
       verdicts.push(`- ${g}, ${b.label}: local ${fmt(ratio('shoal-local'), 2)} vs HAProxy ${fmt(ratio('haproxy'), 2)} → ${localOk ? 'met' : 'missed'}`);
       if (kernel) {
         const k = med(g, b.size, 'shoal-remote', (s) => s.rps) / med(g, b.size, 'kernel-vxlan', (s) => s.rps);
-        missed ||= k < 0.7;
+        missedRemote ||= k < 0.7;
         verdicts.push(`- ${g}, ${b.label}: remote / kernel VXLAN = ${fmt(k, 2)} (target ≥ 0.70) → ${k >= 0.7 ? 'met' : 'missed'}`);
       }
     }
@@ -462,6 +478,9 @@ async function main(): Promise<void> {
     '- HAProxy runs with `nbthread 1`, like the agent’s one event loop. The kernel row’s generator runs inside',
     '  HAProxy’s namespace (loopback there), the task in a second namespace behind kernel VXLAN over a veth pair.',
     '- Each generator keeps its 50 connections open (HTTP keep-alive): this measures the relays, not connection setup.',
+    '- The local-vs-HAProxy verdict is inside the noise: in two full runs on 2026-11-25 it flipped at both body',
+    '  sizes (13 B missed then met, 64 KiB met then missed). CPU per request did not move: the agent costs',
+    '  1.4–1.6× HAProxy’s at 13 B and about 1.8× at 64 KiB (one write(2) per chunk read, plus GC).',
     `- Load average when the run ended: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}.`,
     '',
   );
@@ -485,15 +504,15 @@ async function main(): Promise<void> {
     '  work the profile shows.',
     '',
   );
-  if (missed) {
-    const section = (title: string, p: ReturnType<typeof profileSummary>): string[] => [
-      `${title} — ${p.busy}; top functions by self time, then by file (% of busy samples):`,
-      '',
-      ...p.frames.map((l) => `    ${l}`),
-      '',
-      ...p.files.map((l) => `    ${l}`),
-      '',
-    ];
+  const section = (title: string, p: ReturnType<typeof profileSummary>): string[] => [
+    `${title} — ${p.busy}; top functions by self time, then by file (% of busy samples):`,
+    '',
+    ...p.frames.map((l) => `    ${l}`),
+    '',
+    ...p.files.map((l) => `    ${l}`),
+    '',
+  ];
+  if (missedRemote) {
     for (const b of BODIES) {
       log(`a target was missed: profiling the remote path (node --cpu-prof, autocannon, ${b.label})`);
       const prof = await profileRemote(b.size);
@@ -504,6 +523,15 @@ async function main(): Promise<void> {
         ...section('Owning agent B (userspace TCP from the overlay → kernel TCP to the task)', prof.b),
       );
     }
+  }
+  for (const b of BODIES.filter((x) => missedLocal.has(x.size))) {
+    log(`a target was missed: profiling the local path (node --cpu-prof, autocannon, ${b.label})`);
+    const prof = await profileLocal(b.size);
+    lines.push(
+      `## Profile of the local path, ${b.label} (node --cpu-prof, autocannon c=${CONNECTIONS}, ${seconds} s, ${prof.rps.toFixed(0)} req/s under the profiler)`,
+      '',
+      ...section('The agent (downstream kernel TCP → kernel TCP to the task on loopback)', prof.agent),
+    );
   }
   mkdirSync(path.join(HERE, 'results'), { recursive: true });
   writeFileSync(path.join(HERE, 'results', 'mesh.md'), lines.join('\n'));
