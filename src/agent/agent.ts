@@ -33,6 +33,10 @@ import { OverlayNode, parseCidr } from './overlay-node.js';
 const MESH_CONNECT_TIMEOUT_MS = 1000;
 /** How long a graceful leave waits for the gossip to spread it (memberlist's Leave timeout). */
 const LEAVE_TIMEOUT_MS = 5000;
+/** How long withdrawn rows spread before the tasks stop: a few gossip rounds (200 ms each, GossipNodes 3). */
+const DRAIN_MS = 1000;
+/** After leave() resolves, time for its last transmission to leave the socket. */
+const LEAVE_FLUSH_MS = 400;
 /** Join attempts at start: agents started together may come up after their seeds. */
 const JOIN_RETRY_MS = 1000;
 const JOIN_ATTEMPTS = 30;
@@ -140,7 +144,7 @@ export class Agent {
         return;
       } catch (error) {
         if (attempt === 1 || attempt === JOIN_ATTEMPTS) this.#logger.warn({ seeds, attempt, err: error }, 'cannot join the gossip yet');
-        await new Promise((resolve) => setTimeout(resolve, JOIN_RETRY_MS).unref());
+        await sleep(JOIN_RETRY_MS);
       }
     }
   }
@@ -180,13 +184,24 @@ export class Agent {
    */
   async close(): Promise<void> {
     this.#joining = false;
-    await this.mesh?.close();
+    if (this.mesh) {
+      this.mesh.withdraw();
+      await sleep(DRAIN_MS);
+      await this.mesh.close();
+    }
     await this.gossip.leave(LEAVE_TIMEOUT_MS).catch((error: unknown) => this.#logger.info({ err: error }, 'leave not confirmed by any member (none left to tell?)'));
+    // leave() resolves when the last transmission is handed out, not sent: closing the socket
+    // at once drops it. One more gossip round lets it (and the tombstones before it) go out.
+    await sleep(LEAVE_FLUSH_MS);
     this.gossip.shutdown();
     this.tcp.driver.stop();
     await this.cluster.close();
     await this.overlay.close();
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function defaultNetwork(): { subnet: number; prefixLen: number; vni: number } {

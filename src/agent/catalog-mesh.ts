@@ -207,13 +207,25 @@ export class CatalogMesh {
    * broadcast if the gossip still runs: close the mesh before leaving the gossip), then the
    * health checks, the overlay side and the table. Idempotent.
    */
+  /**
+   * The first step of a graceful stop: withdraw every task row of ours (broadcast as
+   * tombstones) while our tasks keep serving what is in flight and our ingress keeps routing
+   * new connections to other nodes' tasks. The caller lets the gossip spread the tombstones
+   * before close() stops the tasks, so other nodes stop choosing them first (Swarm's drain
+   * before shutdown). Idempotent.
+   */
+  withdraw(): void {
+    this.#onClose();
+    for (const r of this.table.endpoints()) if (r.node === this.table.nodeName && r.service !== LB_SERVICE) this.table.deleteLocal(r.service, r.taskId);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#onClose();
+    this.withdraw();
     await this.ingress.close();
     await this.supervisor.stop();
-    // `address` tasks are not ours to stop, but their rows go with us.
+    // `address` tasks are not ours to stop, but their rows go with us; so does our own overlay row.
     for (const r of this.table.endpoints()) if (r.node === this.table.nodeName) this.table.deleteLocal(r.service, r.taskId);
     this.health.close();
     this.taskListeners?.close();
