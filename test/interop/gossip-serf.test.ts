@@ -1,7 +1,7 @@
 /**
  * serf interop (issue 4): two stock `serf agent`s (Debian's serf 0.9.4, memberlist 0.2.2) and
  * three shoal gossip nodes, each shoal node in its own process (gossip-node-runner.ts), all on
- * 127.0.0.1 with ports only this file uses (47800-47959). Once plaintext and once with
+ * 127.0.0.1 with ports only this file uses (26800-26959). Once plaintext and once with
  * `-encrypt` on both sides.
  *
  * The steps of a suite run in order and build on each other, as an operator would see them:
@@ -170,11 +170,11 @@ interface SuitePorts {
 }
 
 /**
- * This file's port range: 47800–47959, in blocks of 20. A suite takes the first block whose
+ * This file's port range: 26800–26959, in blocks of 20. A suite takes the first block whose
  * ports are all free, so the file still runs when another copy of it is running (two engineers'
  * full test runs at once) instead of failing on "address already in use".
  */
-const PORT_RANGE_START = 47800;
+const PORT_RANGE_START = 26800; // below Linux's ephemeral range (32768–60999): busy outbound sockets there made every block look taken
 const PORT_BLOCK_SIZE = 20;
 const PORT_BLOCKS = 8;
 
