@@ -78,41 +78,67 @@ function readStruct(r: MsgpackReader, declared: readonly string[], field: (key: 
   }
 }
 
-function readPing(r: MsgpackReader): Ping {
-  let seqNo = 0;
-  let node = '';
-  let sourceAddr: Uint8Array = new Uint8Array(0);
-  let sourcePort = 0;
-  let sourceNode = '';
-  readStruct(r, ['SeqNo', 'Node', 'SourceAddr', 'SourcePort', 'SourceNode'], (k) => {
-    if (k === 'SeqNo') seqNo = r.readUint(32);
-    else if (k === 'Node') node = r.readString();
-    else if (k === 'SourceAddr') sourceAddr = r.readBytes();
-    else if (k === 'SourcePort') sourcePort = r.readUint(16);
-    else if (k === 'SourceNode') sourceNode = r.readString();
-    else return false;
-    return true;
-  });
+/**
+ * The `omitempty` Source fields that ping and indirectPingReq share (`ML net.go:88-90, 104-107`):
+ * where the ack or nack goes. Absent on the wire when empty, and absent from the repr then.
+ */
+interface SourceFields {
+  sourceAddr: Uint8Array;
+  sourcePort: number;
+  sourceNode: string;
+}
+
+function emptySource(): SourceFields {
+  return { sourceAddr: new Uint8Array(0), sourcePort: 0, sourceNode: '' };
+}
+
+/** Reads key `k` into `into` when it is a Source field; false otherwise. */
+function readSourceField(r: MsgpackReader, k: string, into: SourceFields): boolean {
+  if (k === 'SourceAddr') into.sourceAddr = r.readBytes();
+  else if (k === 'SourcePort') into.sourcePort = r.readUint(16);
+  else if (k === 'SourceNode') into.sourceNode = r.readString();
+  else return false;
+  return true;
+}
+
+function sourceRepr(src: SourceFields): Partial<SourceFields> {
   return {
-    seqNo,
-    node,
-    ...(sourceAddr.length > 0 && { sourceAddr }),
-    ...(sourcePort !== 0 && { sourcePort }),
-    ...(sourceNode !== '' && { sourceNode }),
+    ...(src.sourceAddr.length > 0 && { sourceAddr: src.sourceAddr }),
+    ...(src.sourcePort !== 0 && { sourcePort: src.sourcePort }),
+    ...(src.sourceNode !== '' && { sourceNode: src.sourceNode }),
   };
 }
 
+/** How many Source fields go on the wire, for the map header. */
+function sourceFieldCount(p: Partial<SourceFields>): number {
+  return Number(p.sourceAddr !== undefined && p.sourceAddr.length > 0) + Number(p.sourceNode !== undefined && p.sourceNode !== '') + Number(p.sourcePort !== undefined && p.sourcePort !== 0);
+}
+
+/** Writes the non-empty Source fields in Go's sorted key order (they sort together). */
+function writeSourceFields(w: MsgpackWriter, p: Partial<SourceFields>): void {
+  if (p.sourceAddr !== undefined && p.sourceAddr.length > 0) w.str('SourceAddr').bytes(p.sourceAddr);
+  if (p.sourceNode !== undefined && p.sourceNode !== '') w.str('SourceNode').str(p.sourceNode);
+  if (p.sourcePort !== undefined && p.sourcePort !== 0) w.str('SourcePort').uint(u16(p.sourcePort));
+}
+
+function readPing(r: MsgpackReader): Ping {
+  let seqNo = 0;
+  let node = '';
+  const source = emptySource();
+  readStruct(r, ['SeqNo', 'Node', 'SourceAddr', 'SourcePort', 'SourceNode'], (k) => {
+    if (k === 'SeqNo') seqNo = r.readUint(32);
+    else if (k === 'Node') node = r.readString();
+    else return readSourceField(r, k, source);
+    return true;
+  });
+  return { seqNo, node, ...sourceRepr(source) };
+}
+
 function writePing(w: MsgpackWriter, p: Ping): void {
-  // `omitempty` on the three Source fields (`ML net.go:88-90`).
-  const hasAddr = p.sourceAddr !== undefined && p.sourceAddr.length > 0;
-  const hasNode = p.sourceNode !== undefined && p.sourceNode !== '';
-  const hasPort = p.sourcePort !== undefined && p.sourcePort !== 0;
-  w.mapHeader(2 + Number(hasAddr) + Number(hasNode) + Number(hasPort));
+  w.mapHeader(2 + sourceFieldCount(p));
   w.str('Node').str(p.node);
   w.str('SeqNo').uint(u32(p.seqNo));
-  if (hasAddr) w.str('SourceAddr').bytes(p.sourceAddr!);
-  if (hasNode) w.str('SourceNode').str(p.sourceNode!);
-  if (hasPort) w.str('SourcePort').uint(u16(p.sourcePort!));
+  writeSourceFields(w, p);
 }
 
 function readIndirectPing(r: MsgpackReader): IndirectPingReq {
@@ -121,45 +147,26 @@ function readIndirectPing(r: MsgpackReader): IndirectPingReq {
   let port = 0;
   let node = '';
   let nack = false;
-  let sourceAddr: Uint8Array = new Uint8Array(0);
-  let sourcePort = 0;
-  let sourceNode = '';
+  const source = emptySource();
   readStruct(r, ['SeqNo', 'Target', 'Port', 'Node', 'Nack', 'SourceAddr', 'SourcePort', 'SourceNode'], (k) => {
     if (k === 'SeqNo') seqNo = r.readUint(32);
     else if (k === 'Target') target = r.readBytes();
     else if (k === 'Port') port = r.readUint(16);
     else if (k === 'Node') node = r.readString();
     else if (k === 'Nack') nack = r.readBool();
-    else if (k === 'SourceAddr') sourceAddr = r.readBytes();
-    else if (k === 'SourcePort') sourcePort = r.readUint(16);
-    else if (k === 'SourceNode') sourceNode = r.readString();
-    else return false;
+    else return readSourceField(r, k, source);
     return true;
   });
-  return {
-    seqNo,
-    target,
-    port,
-    node,
-    nack,
-    ...(sourceAddr.length > 0 && { sourceAddr }),
-    ...(sourcePort !== 0 && { sourcePort }),
-    ...(sourceNode !== '' && { sourceNode }),
-  };
+  return { seqNo, target, port, node, nack, ...sourceRepr(source) };
 }
 
 function writeIndirectPing(w: MsgpackWriter, p: IndirectPingReq): void {
-  const hasAddr = p.sourceAddr !== undefined && p.sourceAddr.length > 0;
-  const hasNode = p.sourceNode !== undefined && p.sourceNode !== '';
-  const hasPort = p.sourcePort !== undefined && p.sourcePort !== 0;
-  w.mapHeader(5 + Number(hasAddr) + Number(hasNode) + Number(hasPort));
+  w.mapHeader(5 + sourceFieldCount(p));
   w.str('Nack').bool(p.nack);
   w.str('Node').str(p.node);
   w.str('Port').uint(u16(p.port));
   w.str('SeqNo').uint(u32(p.seqNo));
-  if (hasAddr) w.str('SourceAddr').bytes(p.sourceAddr!);
-  if (hasNode) w.str('SourceNode').str(p.sourceNode!);
-  if (hasPort) w.str('SourcePort').uint(u16(p.sourcePort!));
+  writeSourceFields(w, p);
   w.str('Target').bytes(p.target);
 }
 
