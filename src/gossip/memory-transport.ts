@@ -16,7 +16,7 @@
 import type { Clock } from '../lib/clock.js';
 import { ClosedError, HostUnreachableError, InvalidArgumentError } from '../lib/errors.js';
 import type { Rng } from '../lib/rng.js';
-import type { GossipAddress, Packet, Stream, StreamHandlers, Transport, TransportHandlers } from './transport.js';
+import { type GossipAddress, type Packet, type Stream, StreamEvents, type StreamHandlers, type Transport, type TransportHandlers } from './transport.js';
 
 export interface MemoryNetworkOptions {
   readonly clock: Clock;
@@ -250,8 +250,6 @@ export class MemoryTransport implements Transport {
   }
 }
 
-type HeldEvent = { kind: 'data'; chunk: Uint8Array } | { kind: 'end' } | { kind: 'close'; error?: Error };
-
 /** One end of an in-memory TCP connection. */
 export class MemoryStream implements Stream {
   readonly remote: GossipAddress;
@@ -259,8 +257,7 @@ export class MemoryStream implements Stream {
   readonly openedAt: number;
   readonly #net: MemoryNetwork;
   #peer: MemoryStream | undefined;
-  #handlers: StreamHandlers | undefined;
-  #held: HeldEvent[] = [];
+  readonly #events = new StreamEvents();
   #pendingWrites: Uint8Array[] = [];
   #pendingEnd = false;
   #writeEnded = false;
@@ -282,10 +279,7 @@ export class MemoryStream implements Stream {
   }
 
   setHandlers(handlers: StreamHandlers): void {
-    this.#handlers = handlers;
-    const held = this.#held;
-    this.#held = [];
-    for (const e of held) this.#emit(e);
+    this.#events.setHandlers(handlers);
   }
 
   write(bytes: Uint8Array): void {
@@ -297,7 +291,9 @@ export class MemoryStream implements Stream {
     this.#net.stats.streamBytesSent += bytes.length;
     const peer = this.#peer;
     const chunk = bytes.slice();
-    this.#toPeer(peer, () => peer.#emit({ kind: 'data', chunk }));
+    this.#toPeer(peer, () => {
+      if (!peer.#closed) peer.#events.data(chunk);
+    });
   }
 
   end(): void {
@@ -308,7 +304,9 @@ export class MemoryStream implements Stream {
     }
     this.#writeEnded = true;
     const peer = this.#peer;
-    this.#toPeer(peer, () => peer.#emit({ kind: 'end' }));
+    this.#toPeer(peer, () => {
+      if (!peer.#closed) peer.#events.end();
+    });
   }
 
   destroy(): void {
@@ -365,30 +363,6 @@ export class MemoryStream implements Stream {
     this.#closed = true;
     this.#pendingWrites = [];
     this.onFinalClose?.();
-    this.#emit(error ? { kind: 'close', error } : { kind: 'close' });
-  }
-
-  #emit(e: HeldEvent): void {
-    const h = this.#handlers;
-    if (!h) {
-      this.#held.push(e);
-      return;
-    }
-    switch (e.kind) {
-      case 'data':
-        if (!this.#closed) h.onData(e.chunk);
-        return;
-      case 'end':
-        if (!this.#closed) h.onEnd();
-        return;
-      case 'close':
-        if (e.error) h.onClose(e.error);
-        else h.onClose();
-        return;
-      default: {
-        const never: never = e;
-        return never;
-      }
-    }
+    this.#events.close(error);
   }
 }

@@ -31,7 +31,7 @@ import {
   type ShoalError,
 } from '../lib/errors.js';
 import { ipToBytes } from './ip.js';
-import type { GossipAddress, Packet, Stream, StreamHandlers, Transport, TransportHandlers } from './transport.js';
+import { type GossipAddress, type Packet, type Stream, StreamEvents, type StreamHandlers, type Transport, type TransportHandlers } from './transport.js';
 
 /** memberlist's LAN TCPTimeout: the read deadline of an inbound stream (`ML config.go`, spec §13). */
 export const DEFAULT_STREAM_TIMEOUT_MS = 10_000;
@@ -276,16 +276,13 @@ export class NodeTransport implements Transport {
   }
 }
 
-type HeldEvent = { kind: 'data'; chunk: Uint8Array } | { kind: 'end' } | { kind: 'close'; error?: Error };
-
 /** One TCP connection behind the Stream interface. */
 class NodeStream implements Stream {
   readonly remote: GossipAddress;
   readonly openedAt: number;
   readonly #socket: Socket | undefined;
   readonly #onFinalClose: () => void;
-  #handlers: StreamHandlers | undefined;
-  #held: HeldEvent[] = [];
+  readonly #events = new StreamEvents();
   #closed = false;
   #error: Error | undefined;
   /** A deadline to cancel when the stream closes (inbound streams). */
@@ -299,10 +296,10 @@ class NodeStream implements Stream {
     if (!socket) return;
     socket.on('data', (chunk: Buffer) => {
       // Each chunk is a fresh Buffer from the socket: the handler may keep it.
-      if (!this.#closed) this.#emit({ kind: 'data', chunk: new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length) });
+      if (!this.#closed) this.#events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
     });
     socket.on('end', () => {
-      if (!this.#closed) this.#emit({ kind: 'end' });
+      if (!this.#closed) this.#events.end();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => {
       this.#error ??= toShoalError(e, remote);
@@ -318,10 +315,7 @@ class NodeStream implements Stream {
   }
 
   setHandlers(handlers: StreamHandlers): void {
-    this.#handlers = handlers;
-    const held = this.#held;
-    this.#held = [];
-    for (const e of held) this.#emit(e);
+    this.#events.setHandlers(handlers);
   }
 
   write(bytes: Uint8Array): void {
@@ -354,31 +348,7 @@ class NodeStream implements Stream {
     this.#closed = true;
     this.deadline?.cancel();
     this.#onFinalClose();
-    this.#emit(error ? { kind: 'close', error } : { kind: 'close' });
-  }
-
-  #emit(e: HeldEvent): void {
-    const h = this.#handlers;
-    if (!h) {
-      this.#held.push(e);
-      return;
-    }
-    switch (e.kind) {
-      case 'data':
-        h.onData(e.chunk);
-        return;
-      case 'end':
-        h.onEnd();
-        return;
-      case 'close':
-        if (e.error) h.onClose(e.error);
-        else h.onClose();
-        return;
-      default: {
-        const never: never = e;
-        return never;
-      }
-    }
+    this.#events.close(error);
   }
 }
 

@@ -103,3 +103,57 @@ export interface Transport {
   /** Stops receiving and closes every socket and open stream. Idempotent. */
   close(): void;
 }
+
+type StreamEvent = { kind: 'data'; chunk: Uint8Array } | { kind: 'end' } | { kind: 'close'; error?: Error };
+
+/**
+ * A stream's events for its owner, held until the owner calls setHandlers (Stream.setHandlers:
+ * events that happen before it are replayed in order). Shared by every Stream implementation.
+ */
+export class StreamEvents {
+  #handlers: StreamHandlers | undefined;
+  #held: StreamEvent[] = [];
+
+  setHandlers(handlers: StreamHandlers): void {
+    this.#handlers = handlers;
+    const held = this.#held;
+    this.#held = [];
+    for (const e of held) this.#dispatch(e);
+  }
+
+  data(chunk: Uint8Array): void {
+    this.#dispatch({ kind: 'data', chunk });
+  }
+
+  end(): void {
+    this.#dispatch({ kind: 'end' });
+  }
+
+  close(error?: Error): void {
+    this.#dispatch(error ? { kind: 'close', error } : { kind: 'close' });
+  }
+
+  #dispatch(e: StreamEvent): void {
+    const h = this.#handlers;
+    if (!h) {
+      this.#held.push(e);
+      return;
+    }
+    switch (e.kind) {
+      case 'data':
+        h.onData(e.chunk);
+        return;
+      case 'end':
+        h.onEnd();
+        return;
+      case 'close':
+        if (e.error) h.onClose(e.error);
+        else h.onClose();
+        return;
+      default: {
+        const never: never = e;
+        return never;
+      }
+    }
+  }
+}
