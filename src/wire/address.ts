@@ -4,6 +4,7 @@
  * allocation on the packet path; strings are for humans and configuration only.
  */
 import { type Result, ok, err } from '../lib/result.js';
+import { readU32, writeU32 } from './bytes.js';
 
 export type Ipv4Address = number;
 export type MacAddress = number;
@@ -13,14 +14,11 @@ export const MAC_BROADCAST: MacAddress = 0xffff_ffff_ffff;
 export const MAC_ZERO: MacAddress = 0;
 
 export function readIpv4(buf: Uint8Array, offset: number): Ipv4Address {
-  return ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0;
+  return readU32(buf, offset);
 }
 
 export function writeIpv4(buf: Uint8Array, offset: number, addr: Ipv4Address): void {
-  buf[offset] = addr >>> 24;
-  buf[offset + 1] = (addr >>> 16) & 0xff;
-  buf[offset + 2] = (addr >>> 8) & 0xff;
-  buf[offset + 3] = addr & 0xff;
+  writeU32(buf, offset, addr);
 }
 
 export function readMac(buf: Uint8Array, offset: number): MacAddress {

@@ -7,6 +7,7 @@ import { type Result, ok, err } from '../lib/result.js';
 import { type Ipv4Address, type MacAddress, readIpv4, readMac, writeIpv4, writeMac } from './address.js';
 import { EtherType } from './ethernet.js';
 import type { WireError } from './errors.js';
+import { readU16, writeU16 } from './bytes.js';
 
 const HTYPE = 0;
 const PTYPE = 2;
@@ -31,16 +32,16 @@ export class ArpPacket {
   constructor(readonly bytes: Uint8Array) {}
 
   get hardwareType(): number {
-    return this.#u16(HTYPE);
+    return readU16(this.bytes, HTYPE);
   }
   set hardwareType(value: number) {
-    this.#setU16(HTYPE, value);
+    writeU16(this.bytes, HTYPE, value);
   }
   get protocolType(): number {
-    return this.#u16(PTYPE);
+    return readU16(this.bytes, PTYPE);
   }
   set protocolType(value: number) {
-    this.#setU16(PTYPE, value);
+    writeU16(this.bytes, PTYPE, value);
   }
   get hardwareLen(): number {
     return this.bytes[HLEN]!;
@@ -55,10 +56,10 @@ export class ArpPacket {
     this.bytes[PLEN] = value;
   }
   get operation(): number {
-    return this.#u16(OPER);
+    return readU16(this.bytes, OPER);
   }
   set operation(value: number) {
-    this.#setU16(OPER, value);
+    writeU16(this.bytes, OPER, value);
   }
   get senderMac(): MacAddress {
     return readMac(this.bytes, SHA);
@@ -85,13 +86,6 @@ export class ArpPacket {
     writeIpv4(this.bytes, TPA, addr);
   }
 
-  #u16(at: number): number {
-    return (this.bytes[at]! << 8) | this.bytes[at + 1]!;
-  }
-  #setU16(at: number, value: number): void {
-    this.bytes[at] = (value >>> 8) & 0xff;
-    this.bytes[at + 1] = value & 0xff;
-  }
 }
 
 export interface ArpRepr {

@@ -8,6 +8,7 @@
 import { type Result, ok, err } from '../lib/result.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 import type { WireError } from './errors.js';
+import { readU16, writeU16 } from './bytes.js';
 
 const TYPE = 0;
 const CODE = 1;
@@ -37,24 +38,24 @@ export class IcmpPacket {
     this.bytes[CODE] = value;
   }
   get checksum(): number {
-    return this.#u16(CHECKSUM);
+    return readU16(this.bytes, CHECKSUM);
   }
   set checksum(value: number) {
-    this.#setU16(CHECKSUM, value);
+    writeU16(this.bytes, CHECKSUM, value);
   }
   /** Echo identifier (bytes 4–5). */
   get ident(): number {
-    return this.#u16(IDENT);
+    return readU16(this.bytes, IDENT);
   }
   set ident(value: number) {
-    this.#setU16(IDENT, value);
+    writeU16(this.bytes, IDENT, value);
   }
   /** Echo sequence number (bytes 6–7). */
   get seqNo(): number {
-    return this.#u16(SEQ_NO);
+    return readU16(this.bytes, SEQ_NO);
   }
   set seqNo(value: number) {
-    this.#setU16(SEQ_NO, value);
+    writeU16(this.bytes, SEQ_NO, value);
   }
   /** Bytes 4–7 as an unsigned 32-bit number (unused, pointer, gateway or next-hop MTU, by type). */
   get rest(): number {
@@ -80,13 +81,6 @@ export class IcmpPacket {
     return this.bytes.subarray(ICMP_HEADER_LEN);
   }
 
-  #u16(at: number): number {
-    return (this.bytes[at]! << 8) | this.bytes[at + 1]!;
-  }
-  #setU16(at: number, value: number): void {
-    this.bytes[at] = (value >>> 8) & 0xff;
-    this.bytes[at + 1] = value & 0xff;
-  }
 }
 
 export type IcmpRepr =

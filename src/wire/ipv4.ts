@@ -7,6 +7,7 @@ import { type Result, ok, err } from '../lib/result.js';
 import { type Ipv4Address, readIpv4, writeIpv4 } from './address.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 import type { WireError } from './errors.js';
+import { readU16, writeU16 } from './bytes.js';
 
 const VER_IHL = 0;
 const TOS = 1;
@@ -56,30 +57,30 @@ export class Ipv4Packet {
     this.bytes[TOS] = value;
   }
   get totalLength(): number {
-    return this.#u16(TOTAL_LENGTH);
+    return readU16(this.bytes, TOTAL_LENGTH);
   }
   set totalLength(value: number) {
-    this.#setU16(TOTAL_LENGTH, value);
+    writeU16(this.bytes, TOTAL_LENGTH, value);
   }
   get ident(): number {
-    return this.#u16(IDENT);
+    return readU16(this.bytes, IDENT);
   }
   set ident(value: number) {
-    this.#setU16(IDENT, value);
+    writeU16(this.bytes, IDENT, value);
   }
   /** The reserved flag bit, "must be zero" (RFC 791; the "evil bit" of RFC 3514). */
   get reservedFlag(): boolean {
-    return (this.#u16(FLAGS_FRAGMENT) & FLAG_RESERVED) !== 0;
+    return (readU16(this.bytes, FLAGS_FRAGMENT) & FLAG_RESERVED) !== 0;
   }
   get dontFragment(): boolean {
-    return (this.#u16(FLAGS_FRAGMENT) & FLAG_DONT_FRAGMENT) !== 0;
+    return (readU16(this.bytes, FLAGS_FRAGMENT) & FLAG_DONT_FRAGMENT) !== 0;
   }
   get moreFragments(): boolean {
-    return (this.#u16(FLAGS_FRAGMENT) & FLAG_MORE_FRAGMENTS) !== 0;
+    return (readU16(this.bytes, FLAGS_FRAGMENT) & FLAG_MORE_FRAGMENTS) !== 0;
   }
   /** The fragment offset in bytes (the field counts 8-byte units). */
   get fragmentOffset(): number {
-    return (this.#u16(FLAGS_FRAGMENT) & FRAGMENT_OFFSET_MASK) * 8;
+    return (readU16(this.bytes, FLAGS_FRAGMENT) & FRAGMENT_OFFSET_MASK) * 8;
   }
   /** Writes the flags and fragment offset field whole: the three flag bits and the offset in 8-byte units. */
   setFlagsAndFragmentOffset(flags: { reserved?: boolean; dontFragment?: boolean; moreFragments?: boolean }, offsetBytes: number): void {
@@ -88,7 +89,7 @@ export class Ipv4Packet {
       (flags.dontFragment === true ? FLAG_DONT_FRAGMENT : 0) |
       (flags.moreFragments === true ? FLAG_MORE_FRAGMENTS : 0) |
       ((offsetBytes >>> 3) & FRAGMENT_OFFSET_MASK);
-    this.#setU16(FLAGS_FRAGMENT, value);
+    writeU16(this.bytes, FLAGS_FRAGMENT, value);
   }
   get ttl(): number {
     return this.bytes[TTL]!;
@@ -103,10 +104,10 @@ export class Ipv4Packet {
     this.bytes[PROTOCOL] = value;
   }
   get checksum(): number {
-    return this.#u16(CHECKSUM);
+    return readU16(this.bytes, CHECKSUM);
   }
   set checksum(value: number) {
-    this.#setU16(CHECKSUM, value);
+    writeU16(this.bytes, CHECKSUM, value);
   }
   get src(): Ipv4Address {
     return readIpv4(this.bytes, SRC);
@@ -138,13 +139,6 @@ export class Ipv4Packet {
     return this.bytes.subarray(this.headerLen, this.totalLength);
   }
 
-  #u16(at: number): number {
-    return (this.bytes[at]! << 8) | this.bytes[at + 1]!;
-  }
-  #setU16(at: number, value: number): void {
-    this.bytes[at] = (value >>> 8) & 0xff;
-    this.bytes[at + 1] = value & 0xff;
-  }
 }
 
 export interface Ipv4Repr {

@@ -17,6 +17,7 @@ import { type Result, ok, err } from '../lib/result.js';
 import type { Ipv4Address } from './address.js';
 import { foldSum, ipv4PseudoHeaderSum, sumWords } from './checksum.js';
 import type { WireError } from './errors.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 
 const SRC_PORT = 0;
 const DST_PORT = 2;
@@ -94,28 +95,28 @@ export class TcpSegment {
   constructor(readonly bytes: Uint8Array) {}
 
   get srcPort(): number {
-    return this.#u16(SRC_PORT);
+    return readU16(this.bytes, SRC_PORT);
   }
   set srcPort(value: number) {
-    this.#setU16(SRC_PORT, value);
+    writeU16(this.bytes, SRC_PORT, value);
   }
   get dstPort(): number {
-    return this.#u16(DST_PORT);
+    return readU16(this.bytes, DST_PORT);
   }
   set dstPort(value: number) {
-    this.#setU16(DST_PORT, value);
+    writeU16(this.bytes, DST_PORT, value);
   }
   get seq(): number {
-    return this.#u32(SEQ);
+    return readU32(this.bytes, SEQ);
   }
   set seq(value: number) {
-    this.#setU32(SEQ, value);
+    writeU32(this.bytes, SEQ, value);
   }
   get ack(): number {
-    return this.#u32(ACK);
+    return readU32(this.bytes, ACK);
   }
   set ack(value: number) {
-    this.#setU32(ACK, value);
+    writeU32(this.bytes, ACK, value);
   }
   /** Header length in bytes: the data offset field times four. */
   get headerLen(): number {
@@ -131,22 +132,22 @@ export class TcpSegment {
     this.bytes[FLAGS] = value;
   }
   get window(): number {
-    return this.#u16(WINDOW);
+    return readU16(this.bytes, WINDOW);
   }
   set window(value: number) {
-    this.#setU16(WINDOW, value);
+    writeU16(this.bytes, WINDOW, value);
   }
   get checksum(): number {
-    return this.#u16(CHECKSUM);
+    return readU16(this.bytes, CHECKSUM);
   }
   set checksum(value: number) {
-    this.#setU16(CHECKSUM, value);
+    writeU16(this.bytes, CHECKSUM, value);
   }
   get urgent(): number {
-    return this.#u16(URGENT);
+    return readU16(this.bytes, URGENT);
   }
   set urgent(value: number) {
-    this.#setU16(URGENT, value);
+    writeU16(this.bytes, URGENT, value);
   }
   /** The option bytes, sharing the segment's memory. */
   get options(): Uint8Array {
@@ -157,19 +158,6 @@ export class TcpSegment {
     return this.bytes.subarray(this.headerLen);
   }
 
-  #u16(at: number): number {
-    return (this.bytes[at]! << 8) | this.bytes[at + 1]!;
-  }
-  #setU16(at: number, value: number): void {
-    this.bytes[at] = value >>> 8;
-    this.bytes[at + 1] = value & 0xff;
-  }
-  #u32(at: number): number {
-    return readU32(this.bytes, at);
-  }
-  #setU32(at: number, value: number): void {
-    writeU32(this.bytes, at, value);
-  }
 }
 
 export interface ParsedTcp {
@@ -382,13 +370,4 @@ function sackOptionLen(repr: TcpRepr): number {
 }
 
 
-function readU32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
-}
 
-function writeU32(buf: Uint8Array, at: number, value: number): void {
-  buf[at] = value >>> 24;
-  buf[at + 1] = (value >>> 16) & 0xff;
-  buf[at + 2] = (value >>> 8) & 0xff;
-  buf[at + 3] = value & 0xff;
-}

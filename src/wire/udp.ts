@@ -7,6 +7,7 @@ import type { Ipv4Address } from './address.js';
 import { internetChecksum, ipv4PseudoHeaderSum, verifyChecksum } from './checksum.js';
 import type { WireError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
+import { readU16, writeU16 } from './bytes.js';
 
 const SRC_PORT = 0;
 const DST_PORT = 2;
@@ -20,42 +21,35 @@ export class UdpPacket {
   constructor(readonly bytes: Uint8Array) {}
 
   get srcPort(): number {
-    return this.#u16(SRC_PORT);
+    return readU16(this.bytes, SRC_PORT);
   }
   set srcPort(value: number) {
-    this.#setU16(SRC_PORT, value);
+    writeU16(this.bytes, SRC_PORT, value);
   }
   get dstPort(): number {
-    return this.#u16(DST_PORT);
+    return readU16(this.bytes, DST_PORT);
   }
   set dstPort(value: number) {
-    this.#setU16(DST_PORT, value);
+    writeU16(this.bytes, DST_PORT, value);
   }
   /** Header plus data, in bytes. */
   get length(): number {
-    return this.#u16(LENGTH);
+    return readU16(this.bytes, LENGTH);
   }
   set length(value: number) {
-    this.#setU16(LENGTH, value);
+    writeU16(this.bytes, LENGTH, value);
   }
   get checksum(): number {
-    return this.#u16(CHECKSUM);
+    return readU16(this.bytes, CHECKSUM);
   }
   set checksum(value: number) {
-    this.#setU16(CHECKSUM, value);
+    writeU16(this.bytes, CHECKSUM, value);
   }
   /** The data up to `length` (anything after it dropped), sharing memory. */
   get payload(): Uint8Array {
     return this.bytes.subarray(UDP_HEADER_LEN, this.length);
   }
 
-  #u16(at: number): number {
-    return (this.bytes[at]! << 8) | this.bytes[at + 1]!;
-  }
-  #setU16(at: number, value: number): void {
-    this.bytes[at] = (value >>> 8) & 0xff;
-    this.bytes[at + 1] = value & 0xff;
-  }
 }
 
 export interface UdpRepr {
