@@ -31,6 +31,8 @@ nodes:
 `;
 /** Requests per node at most while looking for every task. */
 const MAX_REQUESTS = 300;
+/** The longest passive ejection (the balancer's backoff cap is 30 s), plus a margin. */
+const EJECTION_WAIT_MS = 35_000;
 
 let cluster: MeshCluster;
 
@@ -57,7 +59,11 @@ async function seenThrough(address: string): Promise<Seen> {
   let failed = 0;
   let requests = 0;
   // A few rounds past the first sighting of every task, so the counters below have something to show.
-  while (requests < MAX_REQUESTS && (tasks.size < TASKS.length || requests < 30)) {
+  // Past MAX_REQUESTS, keep asking slowly for up to EJECTION_WAIT_MS: an endpoint passively
+  // ejected after a slow connect at start (a loaded machine) returns when its backoff ends.
+  const deadline = Date.now() + EJECTION_WAIT_MS;
+  while (requests < 30 || (tasks.size < TASKS.length && (requests < MAX_REQUESTS || Date.now() < deadline))) {
+    if (requests >= MAX_REQUESTS) await new Promise((r) => setTimeout(r, 100));
     requests++;
     try {
       const r = await httpGet(address, PUBLISHED);
