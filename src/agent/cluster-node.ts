@@ -19,12 +19,13 @@ import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, U
 import type { Logger } from '../lib/logger.js';
 import { type NodeIdentity, certificateNeedsRenewal, generateNodeKey, requireManager } from '../cluster/ca.js';
 import type { NodeLiveness } from '../cluster/liveness.js';
-import { Manager, NOT_A_MANAGER, type NodeFilters, type NodeSelf } from '../cluster/manager.js';
+import { Manager, NOT_A_MANAGER, type NodeSelf } from '../cluster/manager.js';
 import { LogStore, type LogStoreOptions } from '../cluster/node-log-store.js';
 import { caDigestHex, parseJoinToken } from '../cluster/tokens.js';
 import { subjectOf } from '../cluster/x509.js';
-import type { NodeAvailability, NodeDescription, NodeRole, NodeView, SwarmView } from '../cluster/types.js';
+import type { NodeAvailability, NodeDescription, NodeRole, SwarmView } from '../cluster/types.js';
 import { parseAvailability, parseNodeDescription, parseRole } from '../cluster/validate.js';
+import { type ControlPlane, asObject, callControl, forwardingControl, localControl } from './control-plane.js';
 import { type RpcServer, RemoteRpcError, rpcCall, splitHostPort, startRpcServer } from './cluster-rpc.js';
 import { type SwarmNodeFiles, loadSwarmNode, removeSwarmNode, saveSwarmNode, storeDir } from './cluster-state.js';
 
@@ -40,16 +41,6 @@ const LEAVE_AS_OTHER_MANAGER =
   'You are attempting to leave the swarm on a node that is participating as a manager. It will stay in the node list as an unreachable manager until it is demoted (docker node demote) and removed. Use `--force` to ignore this message.';
 const LEAVE_AS_MANAGER =
   'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.';
-
-/** The control calls the Docker API makes on a manager; the leader answers them, other managers forward them. */
-export interface ControlPlane {
-  swarm(): Promise<SwarmView>;
-  updateSwarm(version: number, spec: unknown, rotate: { worker: boolean; manager: boolean }): Promise<void>;
-  listNodes(filters: NodeFilters): Promise<NodeView[]>;
-  getNode(ref: string): Promise<NodeView>;
-  updateNode(ref: string, version: number, spec: unknown): Promise<void>;
-  removeNode(ref: string, force: boolean): Promise<void>;
-}
 
 /** `Swarm` of `GET /info` (spec §1.3). */
 export interface SwarmInfo {
@@ -177,14 +168,7 @@ export class ClusterNode {
     if (files.state.role !== 'manager') throw new UnavailableError(WORKER_NOT_MANAGER);
     const manager = this.#manager;
     if (manager) return localControl(manager);
-    return {
-      swarm: () => this.#forward('swarm', []) as Promise<SwarmView>,
-      updateSwarm: (version, spec, rotate) => this.#forward('updateSwarm', [version, spec, rotate]) as Promise<void>,
-      listNodes: (filters) => this.#forward('listNodes', [filters]) as Promise<NodeView[]>,
-      getNode: (ref) => this.#forward('getNode', [ref]) as Promise<NodeView>,
-      updateNode: (ref, version, spec) => this.#forward('updateNode', [ref, version, spec]) as Promise<void>,
-      removeNode: (ref, force) => this.#forward('removeNode', [ref, force]) as Promise<void>,
-    };
+    return forwardingControl((method, args) => this.#forward(method, args));
   }
 
   /** `POST /swarm/init` (InitRequest, spec §5.1) → the new node ID. */
@@ -611,56 +595,6 @@ function storeOptions(): LogStoreOptions {
   return Number.isInteger(n) && n > 0 ? { compactEvery: n } : {};
 }
 
-function localControl(manager: Manager): ControlPlane {
-  return {
-    swarm: async () => manager.swarm(),
-    updateSwarm: (version, spec, rotate) => manager.updateSwarm(version, spec, rotate),
-    listNodes: async (filters) => manager.listNodes(filters),
-    getNode: async (ref) => manager.getNode(ref),
-    updateNode: (ref, version, spec) => manager.updateNode(ref, version, spec),
-    removeNode: (ref, force) => manager.removeNode(ref, force),
-  };
-}
-
-/** A forwarded control call, checked like any other untrusted input. */
-async function callControl(control: ControlPlane, method: unknown, args: unknown): Promise<unknown> {
-  if (!Array.isArray(args)) throw new InvalidArgumentError('Args must be an array');
-  const str = (v: unknown): string => {
-    if (typeof v !== 'string') throw new InvalidArgumentError('expected a string argument');
-    return v;
-  };
-  const int = (v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new InvalidArgumentError('expected an integer argument');
-    return v;
-  };
-  switch (method) {
-    case 'swarm':
-      return control.swarm();
-    case 'updateSwarm': {
-      const rotate = asObject(args[2], 'rotate');
-      return control.updateSwarm(int(args[0]), args[1], { worker: rotate['worker'] === true, manager: rotate['manager'] === true });
-    }
-    case 'listNodes': {
-      const filters = asObject(args[0] ?? {}, 'filters');
-      const clean: Record<string, string[]> = {};
-      for (const [k, v] of Object.entries(filters)) clean[k] = Array.isArray(v) ? v.map(str) : [];
-      return control.listNodes(clean);
-    }
-    case 'getNode':
-      return control.getNode(str(args[0]));
-    case 'updateNode':
-      return control.updateNode(str(args[0]), int(args[1]), args[2]);
-    case 'removeNode':
-      return control.removeNode(str(args[0]), args[1] === true);
-    default:
-      throw new InvalidArgumentError(`unknown control method ${JSON.stringify(method)}`);
-  }
-}
-
-function asObject(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`${what} must be a JSON object`);
-  return v as Record<string, unknown>;
-}
 
 function optionalAvailability(v: unknown): NodeAvailability | undefined {
   if (v === undefined || v === null || v === '') return undefined;

@@ -9,7 +9,8 @@ import { InvalidArgumentError, ShoalError, httpStatusOf } from '../lib/errors.js
 import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
-import type { ControlPlane, SwarmInfo } from '../agent/cluster-node.js';
+import type { ControlPlane } from '../agent/control-plane.js';
+import type { SwarmInfo } from '../agent/cluster-node.js';
 import { SHOAL_ENGINE_VERSION } from '../agent/cluster-node.js';
 
 /** The API version shoal speaks, and the oldest it accepts (spec §1.2). */

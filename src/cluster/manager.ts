@@ -43,6 +43,7 @@ import {
   type SwarmView,
 } from './types.js';
 import { parseNodeSpec, parseSwarmSpecUpdate } from './validate.js';
+import type { AssignmentSet, NetworkRecord, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
 
 export const NOT_A_MANAGER =
   'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -115,6 +116,8 @@ export interface HeartbeatAnswer {
 }
 
 export type NodeFilters = Readonly<Record<string, readonly string[]>>;
+/** `filters` of a list call, parsed: key → values. */
+export type ObjectFilters = NodeFilters;
 export const NODE_FILTER_KEYS = ['id', 'label', 'membership', 'name', 'node.label', 'role'];
 
 export const MANAGER_COUNTERS = [
@@ -436,6 +439,88 @@ export class Manager {
       return node.ID;
     });
     this.#status.forget(removed);
+  }
+
+  // --- Services, tasks, networks (issue 8). Signatures are the contract with src/agent/control-plane.ts
+  // and the dispatcher transport; bodies land with the orchestrator.
+
+  /** `POST /services/create`. Throws InvalidArgumentError (400) for a bad spec, ConflictError (409) for a taken name. */
+  async createService(_spec: unknown): Promise<{ ID: string; Warnings: string[] | null }> {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `GET /services` (filters id, name, label, mode; `status=true` adds ServiceStatus). */
+  listServices(_filters: ObjectFilters, _options: { readonly status: boolean }): ServiceView[] {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `GET /services/{ref}` (full ID, exact name, unique ID prefix). Throws NotFoundError. */
+  getService(_ref: string, _options: { readonly insertDefaults: boolean }): ServiceView {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `POST /services/{ref}/update?version=N[&rollback=previous]`. Throws OutOfSequenceError, NotFoundError, InvalidArgumentError. */
+  async updateService(_ref: string, _version: number, _spec: unknown, _options: { readonly rollback: boolean }): Promise<{ Warnings: string[] | null }> {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `DELETE /services/{ref}`: the service and its tasks go at once (spec §9.6). */
+  async removeService(_ref: string): Promise<void> {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `GET /tasks` (filters id, name, service, node, desired-state, label, _up-to-date). */
+  listTasks(_filters: ObjectFilters): TaskRecord[] {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  getTask(_ref: string): TaskRecord {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** `GET /networks` (swarm-scoped networks: `ingress` and those created). */
+  listNetworks(_filters: ObjectFilters): NetworkRecord[] {
+    throw new UnavailableError('networks are not implemented yet');
+  }
+
+  getNetwork(_ref: string): NetworkRecord {
+    throw new UnavailableError('networks are not implemented yet');
+  }
+
+  /** `POST /networks/create` → 201 `{Id, Warning}`. */
+  async createNetwork(_body: unknown): Promise<{ Id: string; Warning: string }> {
+    throw new UnavailableError('networks are not implemented yet');
+  }
+
+  async removeNetwork(_ref: string): Promise<void> {
+    throw new UnavailableError('networks are not implemented yet');
+  }
+
+  // --- Dispatcher (the agent side calls these through the 2377 RPC, the leader's own agent directly)
+
+  /** What `nodeId` must run and every service's routes, now. */
+  assignments(_nodeId: string): AssignmentSet {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /**
+   * Long poll: resolves with assignments(nodeId) as soon as its Index differs from `sinceIndex`
+   * (at once if it already does), or after `timeoutMs` with the unchanged set. While a wait is
+   * outstanding the node has a dispatcher session; `signal` aborts the wait (the agent's
+   * connection closed), which ends the session unless another wait follows.
+   */
+  waitAssignments(_nodeId: string, _sinceIndex: number, _timeoutMs: number, _signal?: AbortSignal): Promise<AssignmentSet> {
+    return Promise.reject(new UnavailableError('services are not implemented yet'));
+  }
+
+  /** An executor's task status reports; stale or backwards updates are ignored. */
+  async reportTaskStatus(_nodeId: string, _updates: readonly TaskStatusUpdate[]): Promise<void> {
+    throw new UnavailableError('services are not implemented yet');
+  }
+
+  /** Log lines of tasks on `nodeId` (kept in a bounded in-memory broker, not in the store). */
+  appendLogs(_nodeId: string, _lines: readonly TaskLogLine[]): void {
+    throw new UnavailableError('services are not implemented yet');
   }
 
   /** Forgets the whole swarm (`swarm leave --force` on the leader). */

@@ -3,7 +3,8 @@
  * version prefixes, ping headers, error shape and statuses, query booleans and filters.
  */
 import { describe, expect, it } from 'vitest';
-import type { ControlPlane, SwarmInfo } from '../../src/agent/cluster-node.js';
+import type { ControlPlane } from '../../src/agent/control-plane.js';
+import type { SwarmInfo } from '../../src/agent/cluster-node.js';
 import type { NodeView } from '../../src/cluster/types.js';
 import { type ApiBackend, boolParam, handleApiRequest, parseFilters } from '../../src/api/docker.js';
 import { NotFoundError, OutOfSequenceError, UnavailableError } from '../../src/lib/errors.js';
