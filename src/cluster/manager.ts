@@ -43,7 +43,7 @@ import {
   type SwarmView,
 } from './types.js';
 import { parseNodeSpec, parseSwarmSpecUpdate } from './validate.js';
-import type { AssignmentSet, NetworkRecord, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
+import type { AssignmentSet, NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
 
 export const NOT_A_MANAGER =
   'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -116,8 +116,6 @@ export interface HeartbeatAnswer {
 }
 
 export type NodeFilters = Readonly<Record<string, readonly string[]>>;
-/** `filters` of a list call, parsed: key → values. */
-export type ObjectFilters = NodeFilters;
 export const NODE_FILTER_KEYS = ['id', 'label', 'membership', 'name', 'node.label', 'role'];
 
 export const MANAGER_COUNTERS = [

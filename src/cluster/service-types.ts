@@ -9,6 +9,9 @@
  */
 import type { Version } from './types.js';
 
+/** `filters` of a list call, parsed: key → values (spec §1.1, §9.5). */
+export type ObjectFilters = Readonly<Record<string, readonly string[]>>;
+
 // ---------------------------------------------------------------------------------------------
 // ServiceSpec (request body of create and update, §5.3). Only the fields shoal acts on are
 // typed; every other documented field is accepted and stored as sent (the CLI re-sends the

@@ -161,6 +161,13 @@ export class OutOfSequenceError extends ShoalError {
   }
 }
 
+/** The name or port is taken by another object: AlreadyExists, 409 (`docker service create` with a used name). */
+export class ConflictError extends ShoalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CONFLICT', message, options);
+  }
+}
+
 /** The cluster store could not read or durably write its files. */
 export class StoreError extends ShoalError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -191,6 +198,8 @@ export function httpStatusOf(error: unknown): number {
       return 403;
     case 'ERR_NOT_FOUND':
       return 404;
+    case 'ERR_CONFLICT':
+      return 409;
     case 'ERR_UNAVAILABLE':
     case 'ERR_CAPACITY':
       return 503;
