@@ -7,8 +7,8 @@
  * objects take it as their Version.Index, as swarmkit objects take the raft index.
  */
 
-export type StoreKind = 'cluster' | 'node';
-export const STORE_KINDS: readonly StoreKind[] = ['cluster', 'node'];
+export type StoreKind = 'cluster' | 'node' | 'service' | 'task' | 'network';
+export const STORE_KINDS: readonly StoreKind[] = ['cluster', 'node', 'service', 'task', 'network'];
 
 export type StoreOp =
   | { readonly op: 'put'; readonly kind: StoreKind; readonly id: string; readonly value: unknown }
