@@ -24,6 +24,7 @@ import { LogStore, type LogStoreOptions } from '../cluster/node-log-store.js';
 import { caDigestHex, parseJoinToken } from '../cluster/tokens.js';
 import { subjectOf } from '../cluster/x509.js';
 import type { NodeAvailability, NodeDescription, NodeRole, SwarmView } from '../cluster/types.js';
+import type { AssignmentSet, TaskLogLine, TaskStatusUpdate } from '../cluster/service-types.js';
 import { parseAvailability, parseNodeDescription, parseRole } from '../cluster/validate.js';
 import { type ControlPlane, asObject, callControl, forwardingControl, localControl } from './control-plane.js';
 import { type RpcServer, RemoteRpcError, rpcCall, splitHostPort, startRpcServer } from './cluster-rpc.js';
@@ -32,6 +33,10 @@ import { type SwarmNodeFiles, loadSwarmNode, removeSwarmNode, saveSwarmNode, sto
 export const SHOAL_ENGINE_VERSION = '0.1.0';
 export const DEFAULT_SWARM_PORT = 2377;
 const LEADER_RENEWAL_CHECK_MS = 3600_000;
+/** Longest long poll a manager holds (an agent asks for less). */
+const MAX_ASSIGNMENT_WAIT_MS = 30_000;
+/** How much longer than its long poll an agent waits for the answer before calling it lost. */
+const ASSIGNMENT_WAIT_MARGIN_MS = 5_000;
 
 const ALREADY_IN_SWARM = 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.';
 const WORKER_NOT_MANAGER =
@@ -41,6 +46,15 @@ const LEAVE_AS_OTHER_MANAGER =
   'You are attempting to leave the swarm on a node that is participating as a manager. It will stay in the node list as an unreachable manager until it is demoted (docker node demote) and removed. Use `--force` to ignore this message.';
 const LEAVE_AS_MANAGER =
   'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.';
+
+/** One node's calls to the dispatcher (service-types.ts has the message shapes). */
+export interface DispatcherLink {
+  readonly nodeId: string;
+  /** Long poll: resolves once the node's assignments differ from `since`, or after about `timeoutMs`. */
+  waitAssignments(since: number, timeoutMs: number, signal?: AbortSignal): Promise<AssignmentSet>;
+  reportStatus(updates: readonly TaskStatusUpdate[]): Promise<void>;
+  appendLogs(lines: readonly TaskLogLine[]): Promise<void>;
+}
 
 /** `Swarm` of `GET /info` (spec §1.3). */
 export interface SwarmInfo {
@@ -169,6 +183,37 @@ export class ClusterNode {
     const manager = this.#manager;
     if (manager) return localControl(manager);
     return forwardingControl((method, args) => this.#forward(method, args));
+  }
+
+  /**
+   * This node's link to the dispatcher while it is in a swarm (undefined otherwise): the leader
+   * calls its own Manager; every other node calls the managers (leader first) over mTLS. The
+   * agent's dispatcher session (dispatcher-session.ts) long-polls through it.
+   */
+  dispatcher(): DispatcherLink | undefined {
+    const files = this.#files;
+    if (!files) return undefined;
+    const nodeId = files.state.nodeId;
+    const manager = this.#manager;
+    if (manager) {
+      return {
+        nodeId,
+        waitAssignments: (since, timeoutMs, signal) => manager.waitAssignments(nodeId, since, timeoutMs, signal),
+        reportStatus: (updates) => manager.reportTaskStatus(nodeId, updates),
+        appendLogs: async (lines) => manager.appendLogs(nodeId, lines),
+      };
+    }
+    return {
+      nodeId,
+      waitAssignments: async (since, timeoutMs, signal) =>
+        (await this.#callManagers(files, '/dispatcher/assignments', { Since: since, TimeoutMs: timeoutMs }, { timeoutMs: timeoutMs + ASSIGNMENT_WAIT_MARGIN_MS, ...(signal && { signal }) })) as AssignmentSet,
+      reportStatus: async (updates) => {
+        await this.#callManagers(files, '/dispatcher/status', { Updates: updates });
+      },
+      appendLogs: async (lines) => {
+        await this.#callManagers(files, '/dispatcher/logs', { Lines: lines });
+      },
+    };
   }
 
   /** `POST /swarm/init` (InitRequest, spec §5.1) → the new node ID. */
@@ -334,7 +379,7 @@ export class ClusterNode {
     this.#rpc = await startRpcServer(host, port, { keyPem: files.keyPem, certPem: files.certPem, caPem: files.caPem }, {
       authenticate: (der) => manager.authenticate(der),
       refused: () => manager.counters.inc('cluster_rpc_refused_certificate'),
-      handle: (route, body, identity) => this.#serveRpc(manager, route, body, identity),
+      handle: (route, body, identity, signal) => this.#serveRpc(manager, route, body, identity, signal),
     });
     this.#store = store;
     this.#manager = manager;
@@ -366,8 +411,26 @@ export class ClusterNode {
   }
 
   /** The leader's 2377 routes (cluster-rpc.ts says which need which certificate). */
-  async #serveRpc(manager: Manager, route: string, body: unknown, identity: NodeIdentity | undefined): Promise<unknown> {
+  async #serveRpc(manager: Manager, route: string, body: unknown, identity: NodeIdentity | undefined, signal: AbortSignal): Promise<unknown> {
     switch (route) {
+      case 'POST /dispatcher/assignments': {
+        const req = asObject(body ?? {}, 'assignments request');
+        const since = typeof req['Since'] === 'number' ? req['Since'] : -1;
+        const timeoutMs = typeof req['TimeoutMs'] === 'number' ? Math.min(Math.max(req['TimeoutMs'], 0), MAX_ASSIGNMENT_WAIT_MS) : 0;
+        return manager.waitAssignments(identity!.nodeId, since, timeoutMs, signal);
+      }
+      case 'POST /dispatcher/status': {
+        const updates = asObject(body, 'status report')['Updates'];
+        if (!Array.isArray(updates)) throw new InvalidArgumentError('Updates must be a list');
+        await manager.reportTaskStatus(identity!.nodeId, updates as TaskStatusUpdate[]);
+        return {};
+      }
+      case 'POST /dispatcher/logs': {
+        const lines = asObject(body, 'log report')['Lines'];
+        if (!Array.isArray(lines)) throw new InvalidArgumentError('Lines must be a list');
+        manager.appendLogs(identity!.nodeId, lines as TaskLogLine[]);
+        return {};
+      }
       case 'GET /ca':
         return manager.caPem;
       case 'POST /join': {
@@ -414,11 +477,11 @@ export class ClusterNode {
   }
 
   /** Calls the managers in order (leader first) with this node's certificate; the first that answers wins. */
-  async #callManagers(files: SwarmNodeFiles, route: string, body: unknown): Promise<unknown> {
+  async #callManagers(files: SwarmNodeFiles, route: string, body: unknown, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<unknown> {
     let last: unknown = new UnavailableError('No manager is known to this node');
     for (const addr of files.state.managers) {
       try {
-        return await rpcCall(addr, 'POST', route, body, { mode: 'mutual', caPem: files.caPem, certPem: files.certPem, keyPem: files.keyPem });
+        return await rpcCall(addr, 'POST', route, body, { mode: 'mutual', caPem: files.caPem, certPem: files.certPem, keyPem: files.keyPem }, options);
       } catch (error) {
         if (error instanceof RemoteRpcError) throw error;
         last = error;

@@ -31,8 +31,11 @@ export interface RpcHandlers {
   authenticate(certDer: Uint8Array): NodeIdentity;
   /** Told of every call refused for want of a certificate of this swarm (for the counters). */
   refused?(): void;
-  /** Route → handler. `identity` is undefined only on the two open routes. */
-  handle(route: string, body: unknown, identity: NodeIdentity | undefined): Promise<unknown>;
+  /**
+   * Route → handler. `identity` is undefined only on the two open routes. `signal` aborts when
+   * the caller goes away before the answer (a long poll whose agent died).
+   */
+  handle(route: string, body: unknown, identity: NodeIdentity | undefined, signal: AbortSignal): Promise<unknown>;
 }
 
 export const OPEN_ROUTES: ReadonlySet<string> = new Set(['GET /ca', 'POST /join']);
@@ -88,7 +91,11 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, handle
     }
     identity = handlers.authenticate(peer.raw);
   }
-  const answer = await handlers.handle(route, body, identity);
+  const aborted = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) aborted.abort();
+  });
+  const answer = await handlers.handle(route, body, identity, aborted.signal);
   if (typeof answer === 'string') {
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' }).end(answer);
     return;
@@ -149,33 +156,41 @@ export type RpcClientTls =
  * manager certificate from `caPem`. Rejects with RemoteRpcError for an error answer and
  * UnavailableError when the manager cannot be reached.
  */
-export function rpcCall(addr: string, method: 'GET' | 'POST', route: string, body: unknown, tls: RpcClientTls): Promise<unknown> {
+export function rpcCall(
+  addr: string,
+  method: 'GET' | 'POST',
+  route: string,
+  body: unknown,
+  tls: RpcClientTls,
+  options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
+): Promise<unknown> {
   const { host, port } = splitHostPort(addr);
   const payload = body === undefined ? undefined : JSON.stringify(body);
-  const options: https.RequestOptions = {
+  const request: https.RequestOptions = {
     host,
     port,
     method,
     path: route,
     agent: false,
-    timeout: REQUEST_TIMEOUT_MS,
+    timeout: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
+    ...(options.signal && { signal: options.signal }),
     headers: payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
     minVersion: 'TLSv1.2',
   };
   if (tls.mode === 'fetch-ca') {
-    options.rejectUnauthorized = false;
+    request.rejectUnauthorized = false;
   } else {
-    options.ca = [tls.caPem];
-    options.rejectUnauthorized = true;
-    options.checkServerIdentity = (_host, cert) =>
+    request.ca = [tls.caPem];
+    request.rejectUnauthorized = true;
+    request.checkServerIdentity = (_host, cert) =>
       cert.subject?.OU === MANAGER_OU ? undefined : new Error(`The server at ${addr} is not a swarm manager (certificate OU ${String(cert.subject?.OU)})`);
     if (tls.mode === 'mutual') {
-      options.cert = tls.certPem;
-      options.key = tls.keyPem;
+      request.cert = tls.certPem;
+      request.key = tls.keyPem;
     }
   }
   return new Promise((resolve, reject) => {
-    const req = https.request(options, (res) => {
+    const req = https.request(request, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
