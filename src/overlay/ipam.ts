@@ -16,6 +16,9 @@
 import { InvalidArgumentError } from '../lib/errors.js';
 import { type Ipv4Address, formatIpv4Address, parseIpv4Address } from '../wire/address.js';
 
+/** Re-exported for the managers, which may import this file but not the wire layer. */
+export { type Ipv4Address, formatIpv4Address } from '../wire/address.js';
+
 export interface Subnet {
   /** The network address: every host bit zero. */
   readonly base: Ipv4Address;
