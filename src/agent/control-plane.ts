@@ -1,12 +1,43 @@
 /**
- * The control calls the Docker API makes on a manager (swarm, nodes, and from issue 8 services,
- * tasks, networks, logs): answered by the leader's Manager in process (`localControl`), or
- * forwarded by another manager to the leader over mTLS as `{Method, Args}` and checked there
- * like any other untrusted input (`callControl`).
+ * The control calls the Docker API makes on a manager (swarm, nodes, services, tasks, networks,
+ * logs): answered by the leader's Manager in process (`localControl`), or forwarded by another
+ * manager to the leader over mTLS as `{Method, Args}` and checked there like any other
+ * untrusted input (`callControl`).
  */
-import { InvalidArgumentError } from '../lib/errors.js';
+import { InvalidArgumentError, UnavailableError } from '../lib/errors.js';
 import type { Manager, NodeFilters } from '../cluster/manager.js';
 import type { NodeView, SwarmView } from '../cluster/types.js';
+import type { NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord } from '../cluster/service-types.js';
+
+/**
+ * One log line with the IDs `service logs` needs for its details (spec §8). Structurally the
+ * same as the log broker's LogEntry (src/cluster/log-broker.ts).
+ */
+export type LogEntry = TaskLogLine & { readonly NodeID: string; readonly ServiceID: string };
+
+/** Whose lines: a service's (every task of it) or one task's. IDs, already resolved. */
+export interface LogSelector {
+  readonly service?: string;
+  readonly task?: string;
+}
+
+export interface LogOptions {
+  /** Only the last `tail` lines of what is kept (absent: all). */
+  readonly tail?: number;
+  /** Only lines at or after this time (ms since the epoch). */
+  readonly sinceMs?: number;
+}
+
+/**
+ * The lines kept now and, when the manager is local, the lines to come. `subscribe` is absent
+ * when the call was forwarded to the leader: a forwarded `logs --follow` ends after the lines
+ * kept (the 2377 channel carries one answer per call, not a stream).
+ */
+export interface LogStream {
+  readonly entries: readonly LogEntry[];
+  /** Calls `listener` with every new line until the returned function is called. */
+  readonly subscribe?: (listener: (entry: LogEntry) => void) => () => void;
+}
 
 /** The control calls the Docker API makes on a manager; the leader answers them, other managers forward them. */
 export interface ControlPlane {
@@ -16,8 +47,26 @@ export interface ControlPlane {
   getNode(ref: string): Promise<NodeView>;
   updateNode(ref: string, version: number, spec: unknown): Promise<void>;
   removeNode(ref: string, force: boolean): Promise<void>;
+
+  createService(spec: unknown): Promise<{ ID: string; Warnings: string[] | null }>;
+  listServices(filters: ObjectFilters, options: { readonly status: boolean }): Promise<ServiceView[]>;
+  getService(ref: string, options: { readonly insertDefaults: boolean }): Promise<ServiceView>;
+  updateService(ref: string, version: number, spec: unknown, options: { readonly rollback: boolean }): Promise<{ Warnings: string[] | null }>;
+  removeService(ref: string): Promise<void>;
+  listTasks(filters: ObjectFilters): Promise<TaskRecord[]>;
+  getTask(ref: string): Promise<TaskRecord>;
+  listNetworks(filters: ObjectFilters): Promise<NetworkRecord[]>;
+  getNetwork(ref: string): Promise<NetworkRecord>;
+  createNetwork(body: unknown): Promise<{ Id: string; Warning: string }>;
+  removeNetwork(ref: string): Promise<void>;
+  /** Log lines of a service or task, selected by ID (resolve references with getService/getTask first). */
+  logs(selector: LogSelector, options: LogOptions): Promise<LogStream>;
 }
 
+/** The broker's call on the Manager, until every Manager has it (issue 8 lands it in steps). */
+interface LogSource {
+  logs(selector: LogSelector, options: LogOptions): { entries: readonly LogEntry[]; subscribe(listener: (entry: LogEntry) => void): () => void };
+}
 
 export function localControl(manager: Manager): ControlPlane {
   return {
@@ -27,20 +76,33 @@ export function localControl(manager: Manager): ControlPlane {
     getNode: async (ref) => manager.getNode(ref),
     updateNode: (ref, version, spec) => manager.updateNode(ref, version, spec),
     removeNode: (ref, force) => manager.removeNode(ref, force),
+    createService: (spec) => manager.createService(spec),
+    listServices: async (filters, options) => manager.listServices(filters, options),
+    getService: async (ref, options) => manager.getService(ref, options),
+    updateService: (ref, version, spec, options) => manager.updateService(ref, version, spec, options),
+    removeService: (ref) => manager.removeService(ref),
+    listTasks: async (filters) => manager.listTasks(filters),
+    getTask: async (ref) => manager.getTask(ref),
+    listNetworks: async (filters) => manager.listNetworks(filters),
+    getNetwork: async (ref) => manager.getNetwork(ref),
+    createNetwork: (body) => manager.createNetwork(body),
+    removeNetwork: (ref) => manager.removeNetwork(ref),
+    logs: async (selector, options) => {
+      const source = manager as Manager & Partial<LogSource>;
+      if (typeof source.logs !== 'function') throw new UnavailableError('service logs are not implemented yet');
+      // Entries and subscription come from one synchronous call: no line falls between them.
+      const stream = source.logs(selector, options);
+      return { entries: stream.entries, subscribe: (listener) => stream.subscribe(listener) };
+    },
   };
 }
 
-/** A forwarded control call, checked like any other untrusted input. */
+/**
+ * A forwarded control call, checked like any other untrusted input: every argument's type is
+ * checked here, bodies (specs) by the Manager's own parsers. Throws InvalidArgumentError.
+ */
 export async function callControl(control: ControlPlane, method: unknown, args: unknown): Promise<unknown> {
   if (!Array.isArray(args)) throw new InvalidArgumentError('Args must be an array');
-  const str = (v: unknown): string => {
-    if (typeof v !== 'string') throw new InvalidArgumentError('expected a string argument');
-    return v;
-  };
-  const int = (v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new InvalidArgumentError('expected an integer argument');
-    return v;
-  };
   switch (method) {
     case 'swarm':
       return control.swarm();
@@ -48,37 +110,114 @@ export async function callControl(control: ControlPlane, method: unknown, args: 
       const rotate = asObject(args[2], 'rotate');
       return control.updateSwarm(int(args[0]), args[1], { worker: rotate['worker'] === true, manager: rotate['manager'] === true });
     }
-    case 'listNodes': {
-      const filters = asObject(args[0] ?? {}, 'filters');
-      const clean: Record<string, string[]> = {};
-      for (const [k, v] of Object.entries(filters)) clean[k] = Array.isArray(v) ? v.map(str) : [];
-      return control.listNodes(clean);
-    }
+    case 'listNodes':
+      return control.listNodes(filtersArg(args[0]));
     case 'getNode':
       return control.getNode(str(args[0]));
     case 'updateNode':
       return control.updateNode(str(args[0]), int(args[1]), args[2]);
     case 'removeNode':
       return control.removeNode(str(args[0]), args[1] === true);
+    case 'createService':
+      return control.createService(args[0]);
+    case 'listServices':
+      return control.listServices(filtersArg(args[0]), { status: asObject(args[1] ?? {}, 'options')['status'] === true });
+    case 'getService':
+      return control.getService(str(args[0]), { insertDefaults: asObject(args[1] ?? {}, 'options')['insertDefaults'] === true });
+    case 'updateService':
+      return control.updateService(str(args[0]), int(args[1]), args[2], { rollback: asObject(args[3] ?? {}, 'options')['rollback'] === true });
+    case 'removeService':
+      return control.removeService(str(args[0]));
+    case 'listTasks':
+      return control.listTasks(filtersArg(args[0]));
+    case 'getTask':
+      return control.getTask(str(args[0]));
+    case 'listNetworks':
+      return control.listNetworks(filtersArg(args[0]));
+    case 'getNetwork':
+      return control.getNetwork(str(args[0]));
+    case 'createNetwork':
+      return control.createNetwork(args[0]);
+    case 'removeNetwork':
+      return control.removeNetwork(str(args[0]));
+    case 'logs': {
+      const stream = await control.logs(logSelectorArg(args[0]), logOptionsArg(args[1]));
+      // Only the lines kept travel back: a subscription cannot cross the 2377 channel.
+      return { entries: stream.entries };
+    }
     default:
       throw new InvalidArgumentError(`unknown control method ${JSON.stringify(method)}`);
   }
 }
 
-
 /** The control plane of a manager that does not hold the store: every call forwarded to the leader. */
 export function forwardingControl(forward: (method: string, args: unknown[]) => Promise<unknown>): ControlPlane {
   return {
     swarm: () => forward('swarm', []) as Promise<SwarmView>,
-    updateSwarm: (version, spec, rotate) => forward('updateSwarm', [version, spec, rotate]) as Promise<void>,
+    updateSwarm: (version, spec, rotate) => forward('updateSwarm', [version, spec, rotate]).then(() => undefined),
     listNodes: (filters) => forward('listNodes', [filters]) as Promise<NodeView[]>,
     getNode: (ref) => forward('getNode', [ref]) as Promise<NodeView>,
-    updateNode: (ref, version, spec) => forward('updateNode', [ref, version, spec]) as Promise<void>,
-    removeNode: (ref, force) => forward('removeNode', [ref, force]) as Promise<void>,
+    updateNode: (ref, version, spec) => forward('updateNode', [ref, version, spec]).then(() => undefined),
+    removeNode: (ref, force) => forward('removeNode', [ref, force]).then(() => undefined),
+    createService: (spec) => forward('createService', [spec]) as Promise<{ ID: string; Warnings: string[] | null }>,
+    listServices: (filters, options) => forward('listServices', [filters, options]) as Promise<ServiceView[]>,
+    getService: (ref, options) => forward('getService', [ref, options]) as Promise<ServiceView>,
+    updateService: (ref, version, spec, options) => forward('updateService', [ref, version, spec, options]) as Promise<{ Warnings: string[] | null }>,
+    removeService: (ref) => forward('removeService', [ref]).then(() => undefined),
+    listTasks: (filters) => forward('listTasks', [filters]) as Promise<TaskRecord[]>,
+    getTask: (ref) => forward('getTask', [ref]) as Promise<TaskRecord>,
+    listNetworks: (filters) => forward('listNetworks', [filters]) as Promise<NetworkRecord[]>,
+    getNetwork: (ref) => forward('getNetwork', [ref]) as Promise<NetworkRecord>,
+    createNetwork: (body) => forward('createNetwork', [body]) as Promise<{ Id: string; Warning: string }>,
+    removeNetwork: (ref) => forward('removeNetwork', [ref]).then(() => undefined),
+    logs: async (selector, options) => {
+      const answer = asObject(await forward('logs', [selector, options]), 'logs answer');
+      return { entries: Array.isArray(answer['entries']) ? (answer['entries'] as LogEntry[]) : [] };
+    },
   };
 }
 
 export function asObject(v: unknown, what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`${what} must be a JSON object`);
   return v as Record<string, unknown>;
+}
+
+function str(v: unknown): string {
+  if (typeof v !== 'string') throw new InvalidArgumentError('expected a string argument');
+  return v;
+}
+
+function int(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new InvalidArgumentError('expected an integer argument');
+  return v;
+}
+
+/** Filters as parsed by the API (key → strings). Keys are defined, never assigned, so `__proto__` stays a key. */
+function filtersArg(v: unknown): Record<string, string[]> {
+  const filters = asObject(v ?? {}, 'filters');
+  const clean: Record<string, string[]> = {};
+  for (const [k, values] of Object.entries(filters)) {
+    if (!Array.isArray(values)) throw new InvalidArgumentError(`invalid filter '${k}'`);
+    Object.defineProperty(clean, k, { value: values.map(str), enumerable: true, writable: true, configurable: true });
+  }
+  return clean;
+}
+
+function logSelectorArg(v: unknown): LogSelector {
+  const o = asObject(v, 'log selector');
+  const service = o['service'];
+  const task = o['task'];
+  if (service !== undefined && typeof service !== 'string') throw new InvalidArgumentError('log selector service must be a string');
+  if (task !== undefined && typeof task !== 'string') throw new InvalidArgumentError('log selector task must be a string');
+  if ((service === undefined) === (task === undefined)) throw new InvalidArgumentError('log selector must name one service or one task');
+  return service !== undefined ? { service } : { task: task as string };
+}
+
+function logOptionsArg(v: unknown): LogOptions {
+  const o = asObject(v ?? {}, 'log options');
+  const tail = o['tail'];
+  const sinceMs = o['sinceMs'];
+  if (tail !== undefined && (typeof tail !== 'number' || !Number.isSafeInteger(tail) || tail < 0)) throw new InvalidArgumentError('log option tail must be a non-negative integer');
+  if (sinceMs !== undefined && (typeof sinceMs !== 'number' || !Number.isFinite(sinceMs))) throw new InvalidArgumentError('log option sinceMs must be a number');
+  return { ...(tail !== undefined ? { tail } : {}), ...(sinceMs !== undefined ? { sinceMs } : {}) };
 }

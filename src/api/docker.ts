@@ -9,7 +9,7 @@ import { InvalidArgumentError, ShoalError, httpStatusOf } from '../lib/errors.js
 import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
-import type { ControlPlane } from '../agent/control-plane.js';
+import type { ControlPlane, LogEntry } from '../agent/control-plane.js';
 import type { SwarmInfo } from '../agent/cluster-node.js';
 import { SHOAL_ENGINE_VERSION } from '../agent/cluster-node.js';
 
@@ -47,10 +47,28 @@ export interface ApiRequest {
   readonly body: Buffer;
 }
 
+/** Where a streaming answer writes: every `write` reaches the client as one chunk, at once. */
+export interface StreamSink {
+  write(chunk: Buffer): void;
+  /** The answer is complete (the server ends the chunked body). */
+  end(): void;
+}
+
+/**
+ * A body produced over time (`logs?follow=1`). The server calls `open` once, after sending the
+ * status and headers; the function it returns stops the producer and is called exactly once,
+ * when the answer ends or the client goes away, whichever comes first.
+ */
+export interface ApiStream {
+  open(sink: StreamSink): () => void;
+}
+
 export interface ApiResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
+  /** The whole body, or '' when `stream` produces it. */
   readonly body: string;
+  readonly stream?: ApiStream;
 }
 
 /** Headers on every answer, as dockerd sends them. */
@@ -93,6 +111,8 @@ async function route(backend: ApiBackend, request: ApiRequest): Promise<ApiRespo
       return empty(200);
     }
   }
+  const objects = await objectRoute(backend, method, pathname, q, request.body);
+  if (objects) return objects;
   switch (`${method} ${pathname}`) {
     case 'GET /_ping':
     case 'HEAD /_ping':
@@ -141,6 +161,163 @@ async function route(backend: ApiBackend, request: ApiRequest): Promise<ApiRespo
       return json(200, await overlayPing(backend.overlay, parseBody(request.body)));
   }
   return json(404, { message: 'page not found' });
+}
+
+/**
+ * Services, tasks, networks, logs, distribution, secrets and configs (spec §4, §6, §8, §9).
+ * Every `{id}` goes to the manager as given: it resolves full ID, then name, then unique prefix
+ * (§3.5). Undefined when no route matches.
+ */
+async function objectRoute(backend: ApiBackend, method: string, pathname: string, q: URLSearchParams, body: Buffer): Promise<ApiResponse | undefined> {
+  const control = (): ControlPlane => backend.cluster.control();
+  const key = `${method} ${pathname}`;
+  switch (key) {
+    case 'GET /services':
+      return json(200, await control().listServices(parseFilters(q.get('filters')), { status: boolParam(q, 'status') }));
+    case 'POST /services/create': {
+      // X-Registry-Auth is not read: shoal pulls nothing.
+      const created = await control().createService(parseBody(body));
+      return json(201, { ID: created.ID, Warnings: created.Warnings });
+    }
+    case 'GET /tasks':
+      return json(200, await control().listTasks(parseFilters(q.get('filters'))));
+    case 'GET /networks':
+      return json(200, await control().listNetworks(parseFilters(q.get('filters'))));
+    case 'POST /networks/create': {
+      const created = await control().createNetwork(parseBody(body));
+      return json(201, { Id: created.Id, Warning: created.Warning });
+    }
+    case 'GET /secrets':
+    case 'GET /configs':
+      // Neither is supported; `stack rm` lists them, and an empty list is the truth.
+      control();
+      return json(200, []);
+  }
+  const service = /^\/services\/([^/]+)(\/update|\/logs)?$/.exec(pathname);
+  if (service) {
+    const ref = decodeSegment(service[1]!);
+    const tail = service[2];
+    if (tail === undefined && method === 'GET') return json(200, await control().getService(ref, { insertDefaults: boolParam(q, 'insertDefaults') }));
+    if (tail === undefined && method === 'DELETE') {
+      await control().removeService(ref);
+      return empty(200);
+    }
+    if (tail === '/update' && method === 'POST') {
+      // registryAuthFrom only chooses pull credentials (§9.2): shoal pulls nothing.
+      const version = versionParam(q);
+      const rollback = q.get('rollback') === 'previous';
+      const answer = await control().updateService(ref, version, parseBody(body), { rollback });
+      return json(200, { Warnings: answer.Warnings });
+    }
+    if (tail === '/logs' && method === 'GET') return logsRoute(control(), 'service', ref, q);
+    return undefined;
+  }
+  const task = /^\/tasks\/([^/]+)(\/logs)?$/.exec(pathname);
+  if (task && method === 'GET') {
+    const ref = decodeSegment(task[1]!);
+    return task[2] ? logsRoute(control(), 'task', ref, q) : json(200, await control().getTask(ref));
+  }
+  const network = /^\/networks\/([^/]+)$/.exec(pathname);
+  if (network) {
+    const ref = decodeSegment(network[1]!);
+    // `scope` and `verbose` change nothing: every network of shoal is swarm-scoped.
+    if (method === 'GET') return json(200, await control().getNetwork(ref));
+    if (method === 'DELETE') {
+      await control().removeNetwork(ref);
+      return empty(204);
+    }
+    return undefined;
+  }
+  const distribution = /^\/distribution\/(.+)\/json$/.exec(pathname);
+  if (distribution && method === 'GET') {
+    decodeSegment(distribution[1]!);
+    // No registry: an empty descriptor makes the CLI keep the image as typed (§10.8). A
+    // made-up digest would be pinned into the spec.
+    return json(200, { Descriptor: {} });
+  }
+  return undefined;
+}
+
+/** Docker's multiplexed-stream frame header (§8): stream 1 stdout, 2 stderr; size big-endian. */
+export function logFrame(stream: 'stdout' | 'stderr', payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(8 + payload.length);
+  frame.writeUInt32BE(0, 0);
+  frame[0] = stream === 'stdout' ? 1 : 2;
+  frame.writeUInt32BE(payload.length, 4);
+  payload.copy(frame, 8);
+  return frame;
+}
+
+/** Go's url.QueryEscape, which dockerd applies to the keys and values of log details. */
+function queryEscape(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replace(/%20/g, '+');
+}
+
+/** One log line as dockerd writes it: `[<timestamp> ][<details> ]<line>\n` (§8). */
+export function logPayload(entry: LogEntry, options: { readonly timestamps: boolean; readonly details: boolean }): Buffer {
+  let text = entry.Line;
+  if (options.details) {
+    const attrs: [string, string][] = [
+      ['com.docker.swarm.node.id', entry.NodeID],
+      ['com.docker.swarm.service.id', entry.ServiceID],
+      ['com.docker.swarm.task.id', entry.TaskID],
+    ];
+    text = `${attrs.map(([k, v]) => `${queryEscape(k)}=${queryEscape(v)}`).join(',')} ${text}`;
+  }
+  if (options.timestamps) text = `${entry.Timestamp} ${text}`;
+  return Buffer.from(`${text}\n`, 'utf8');
+}
+
+/** `tail`: a count, or `all` / absent / anything not a count for everything (as dockerd). */
+function tailParam(q: URLSearchParams): number | undefined {
+  const v = q.get('tail');
+  return v !== null && /^\d{1,9}$/.test(v) ? Number(v) : undefined;
+}
+
+/** `since`: Unix seconds with an optional fraction (`1700000000.5`), as the CLI sends it. */
+function sinceParam(q: URLSearchParams): number | undefined {
+  const v = q.get('since');
+  if (v === null || v === '') return undefined;
+  const m = /^(\d{1,12})(?:\.(\d{1,9}))?$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`invalid value for "since": ${JSON.stringify(v)} is not a Unix timestamp`);
+  return Number(m[1]) * 1000 + Number(`0.${m[2] ?? '0'}`) * 1000;
+}
+
+/**
+ * `GET /services/{id}/logs`, `GET /tasks/{id}/logs` (§8): the lines kept, one frame each, and
+ * with `follow` every later line until the client goes away. The reference is resolved first,
+ * so an unknown one is a 404 before any byte of the stream.
+ */
+async function logsRoute(control: ControlPlane, kind: 'service' | 'task', ref: string, q: URLSearchParams): Promise<ApiResponse> {
+  const wantStdout = boolParam(q, 'stdout');
+  const wantStderr = boolParam(q, 'stderr');
+  if (!wantStdout && !wantStderr) throw new InvalidArgumentError('Bad parameters: you must choose at least one stream');
+  const format = { timestamps: boolParam(q, 'timestamps'), details: boolParam(q, 'details') };
+  const follow = boolParam(q, 'follow');
+  const tail = tailParam(q);
+  const sinceMs = sinceParam(q);
+  const selector = kind === 'service' ? { service: (await control.getService(ref, { insertDefaults: false })).ID } : { task: (await control.getTask(ref)).ID };
+  const logs = await control.logs(selector, { ...(tail !== undefined ? { tail } : {}), ...(sinceMs !== undefined ? { sinceMs } : {}) });
+  const wanted = (e: LogEntry): boolean => (e.Stream === 'stdout' ? wantStdout : wantStderr);
+  return {
+    status: 200,
+    headers: { ...commonHeaders(), 'Content-Type': 'application/vnd.docker.multiplexed-stream' },
+    body: '',
+    stream: {
+      open: (sink) => {
+        const send = (e: LogEntry): void => {
+          if (wanted(e)) sink.write(logFrame(e.Stream, logPayload(e, format)));
+        };
+        for (const e of logs.entries) send(e);
+        // A forwarded call has no subscription: its follow ends with the lines kept.
+        if (!follow || !logs.subscribe) {
+          sink.end();
+          return () => undefined;
+        }
+        return logs.subscribe(send);
+      },
+    },
+  };
 }
 
 function parseUrl(text: string): URL {

@@ -11,7 +11,10 @@ import type { Agent } from '../agent/agent.js';
 import type { ClusterNode } from '../agent/cluster-node.js';
 import { InvalidArgumentError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { type ApiBackend, MAX_BODY_BYTES, handleApiRequest } from './docker.js';
+import { type ApiBackend, type ApiStream, MAX_BODY_BYTES, handleApiRequest } from './docker.js';
+
+/** What a streaming answer may leave unread by its client before the client is cut off. */
+export const STREAM_HIGH_WATER_BYTES = 1024 * 1024;
 
 export interface ApiServer {
   readonly socketPath: string;
@@ -97,8 +100,37 @@ async function serve(backend: ApiBackend, req: http.IncomingMessage, res: http.S
   }
   const answer = await handleApiRequest(backend, { method: req.method ?? 'GET', url: req.url ?? '/', body });
   if (res.destroyed) return;
-  res.writeHead(answer.status, answer.headers);
-  res.end(req.method === 'HEAD' ? undefined : answer.body);
+  if (!answer.stream || req.method === 'HEAD') {
+    res.writeHead(answer.status, answer.headers);
+    res.end(req.method === 'HEAD' ? undefined : answer.body);
+    return;
+  }
+  streamAnswer(res, answer.status, answer.headers, answer.stream);
+}
+
+/**
+ * A streaming answer: chunked (no Content-Length), headers sent at once, every write a chunk of
+ * its own. A client that stops reading is cut off once STREAM_HIGH_WATER_BYTES are waiting
+ * for it, so one slow reader cannot hold the agent's memory.
+ */
+function streamAnswer(res: http.ServerResponse, status: number, headers: Record<string, string>, stream: ApiStream): void {
+  res.writeHead(status, headers);
+  res.flushHeaders();
+  const stop = stream.open({
+    write: (chunk) => {
+      if (res.destroyed) return;
+      if (res.writableLength > STREAM_HIGH_WATER_BYTES) {
+        res.destroy();
+        return;
+      }
+      res.write(chunk);
+    },
+    end: () => {
+      if (!res.destroyed) res.end();
+    },
+  });
+  // 'close' comes after end(), destroy() or the client going away, never during open().
+  res.once('close', stop);
 }
 
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {

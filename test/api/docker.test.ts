@@ -64,7 +64,7 @@ describe('Docker API transport', () => {
       [{ updateNode: async () => Promise.reject(new OutOfSequenceError('update out of sequence')) }, 'POST', '/v1.50/nodes/x/update?version=3', 500, 'update out of sequence'],
       [{}, 'POST', '/v1.50/nodes/x/update', 400, 'invalid version "": the object\'s Version.Index is required'],
       [{}, 'GET', '/v1.50/nodes?filters=%7Bnope', 400, 'invalid filter: filters must be a JSON object'],
-      [{}, 'GET', '/v1.50/services', 404, 'page not found'],
+      [{}, 'GET', '/v1.50/plugins', 404, 'page not found'],
     ];
     for (const [control, method, url, status, message] of cases) {
       const r = await handleApiRequest(backend(control), req(method, url));
