@@ -12,14 +12,14 @@
  * The agent turns the events into endpoint table changes: `onRunning` → upsert the row (and
  * start its health check); `onExited` → mark it unhealthy, so every balancer in the cluster
  * stops choosing it before its passive health would notice.
+ *
+ * Processes are started, watched and stopped by task-process.ts, as the executor's are.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { type AddressInfo, connect, createServer } from 'node:net';
-import { createInterface } from 'node:readline';
 import { type Clock, RealClock, type Timer } from '../lib/clock.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
 import type { Catalog, CatalogTask } from './catalog.js';
 import { serviceOf, tasksOf } from './catalog.js';
+import { TaskProcess, allocatePorts, freePort, portEnvironment } from './task-process.js';
 
 export interface TaskLocation {
   /** Where the task listens on this host. */
@@ -78,7 +78,7 @@ export function restartDelayMs(restarts: number, b: BackoffOptions): number {
 interface Supervised {
   readonly task: CatalogTask;
   state: TaskState;
-  child: ChildProcess | undefined;
+  proc: TaskProcess | undefined;
   startedAt: number;
   restarts: number;
   hostPorts: Map<number, number>;
@@ -110,19 +110,19 @@ export class CatalogSupervisor {
         const service = serviceOf(this.#o.catalog, task.service);
         const target = service?.targets[0]?.target;
         const hostPorts = new Map(target === undefined ? [] : [[target, task.run.port]]);
-        this.#tasks.set(task.taskId, { task, state: 'running', child: undefined, startedAt: this.#clock.now(), restarts: 0, hostPorts, timer: undefined, exited: undefined });
+        this.#tasks.set(task.taskId, { task, state: 'running', proc: undefined, startedAt: this.#clock.now(), restarts: 0, hostPorts, timer: undefined, exited: undefined });
         const host = task.run.host;
         this.#emit(() => this.#o.events.onRunning(task, { hostAddress: host, hostPorts }));
         continue;
       }
-      const s: Supervised = { task, state: 'starting', child: undefined, startedAt: 0, restarts: 0, hostPorts: new Map(), timer: undefined, exited: undefined };
+      const s: Supervised = { task, state: 'starting', proc: undefined, startedAt: 0, restarts: 0, hostPorts: new Map(), timer: undefined, exited: undefined };
       this.#tasks.set(task.taskId, s);
       await this.#spawn(s);
     }
   }
 
   status(): TaskStatus[] {
-    return [...this.#tasks.values()].map((s) => ({ taskId: s.task.taskId, service: s.task.service, state: s.state, pid: s.child?.pid, restarts: s.restarts, hostPorts: s.hostPorts }));
+    return [...this.#tasks.values()].map((s) => ({ taskId: s.task.taskId, service: s.task.service, state: s.state, pid: s.proc?.pid, restarts: s.restarts, hostPorts: s.hostPorts }));
   }
 
   /** Stops every process: SIGTERM, then SIGKILL after the grace time. Resolves when all have exited. Idempotent. */
@@ -132,14 +132,13 @@ export class CatalogSupervisor {
     for (const s of this.#tasks.values()) {
       s.timer?.cancel();
       s.timer = undefined;
-      const child = s.child;
-      if (!child || !s.exited) {
+      const proc = s.proc;
+      if (!proc || !s.exited) {
         s.state = 'stopped';
         continue;
       }
-      child.kill('SIGTERM');
-      const kill = this.#clock.setTimer(this.#o.stopGraceMs ?? 5_000, () => child.kill('SIGKILL'));
-      waits.push(s.exited.then(() => kill.cancel()));
+      void proc.stop(this.#o.stopGraceMs ?? 5_000);
+      waits.push(s.exited);
     }
     await Promise.all(waits);
   }
@@ -150,65 +149,44 @@ export class CatalogSupervisor {
     const service = serviceOf(this.#o.catalog, s.task.service);
     const targets = service?.targets ?? [];
     // Keep each port across restarts when nobody took it meanwhile.
-    for (const t of targets) {
-      const previous = s.hostPorts.get(t.target);
-      if (previous === undefined || !(await isPortFree(this.#host, previous))) s.hostPorts.set(t.target, await freePort(this.#host));
-    }
+    s.hostPorts = await allocatePorts(this.#host, targets, s.hostPorts);
     if (this.#stopping) return;
-    const portEnv: Record<string, string> = {};
-    for (const [target, port] of s.hostPorts) portEnv[`PORT_${target}`] = String(port);
-    const first = targets[0] && s.hostPorts.get(targets[0].target);
     const env = {
       ...process.env,
       ...run.environment,
-      ...portEnv,
-      ...(first !== undefined && { PORT: String(first) }),
-      HOST: this.#host,
+      ...portEnvironment(this.#host, s.hostPorts, targets[0]?.target),
       SHOAL_SERVICE: s.task.service,
       SHOAL_TASK: s.task.taskId,
       SHOAL_NODE: s.task.node,
       SHOAL_SLOT: String(s.task.slot),
-      // Built-in images exit when this process is gone, so a crashed agent leaves no orphans.
       SHOAL_PARENT_PID: String(process.pid),
     };
-    const [cmd, ...args] = run.argv;
     s.state = 'starting';
     s.startedAt = this.#clock.now();
-    const child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    s.child = child;
     const log = this.#log.child({ task: s.task.taskId });
-    createInterface({ input: child.stdout! }).on('line', (line) => log.debug({ stream: 'stdout' }, line.slice(0, 1000)));
-    createInterface({ input: child.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line.slice(0, 1000)));
-    s.exited = new Promise((resolve) => {
-      child.once('error', (error) => {
-        log.warn({ err: error }, 'Task could not be started');
-      });
-      child.once('close', (code, signal) => {
-        if (s.child === child) s.child = undefined;
-        resolve();
-        this.#onExit(s, code, signal);
-      });
+    const proc = new TaskProcess({
+      argv: run.argv,
+      env,
+      clock: this.#clock,
+      onLine: (stream, line) => (stream === 'stdout' ? log.debug({ stream }, line.slice(0, 1000)) : log.warn({ stream }, line.slice(0, 1000))),
     });
-    log.info({ pid: child.pid, ports: Object.fromEntries(s.hostPorts) }, 'Task started');
+    s.proc = proc;
+    s.exited = proc.exited.then((exit) => {
+      if (exit.error) log.warn({ err: exit.error }, 'Task could not be started');
+      if (s.proc === proc) s.proc = undefined;
+      this.#onExit(s, exit.code, exit.signal);
+    });
+    log.info({ pid: proc.pid, ports: Object.fromEntries(s.hostPorts) }, 'Task started');
     const tcp = targets.find((t) => t.protocol === 'tcp');
     const readyPort = tcp && s.hostPorts.get(tcp.target);
     if (readyPort === undefined) {
       // Nothing to connect to (a UDP-only service): running once the process exists.
-      child.once('spawn', () => {
-        if (s.child === child && !this.#stopping) this.#markRunning(s, child);
-      });
+      if ((await proc.spawned) && s.proc === proc && !this.#stopping) this.#markRunning(s, proc);
       return;
     }
-    const deadline = this.#clock.now() + (this.#o.readyTimeoutMs ?? 10_000);
-    const poll = async (): Promise<void> => {
-      if (s.child !== child || this.#stopping) return;
-      if ((await canConnect(this.#host, readyPort)) || this.#clock.now() >= deadline) {
-        if (s.child === child && !this.#stopping) this.#markRunning(s, child);
-        return;
-      }
-      s.timer = this.#clock.setTimer(50, () => void poll());
-    };
-    void poll();
+    // Not listening in time: reported running anyway, its health check decides.
+    await proc.waitListening(this.#host, readyPort, { timeoutMs: this.#o.readyTimeoutMs ?? 10_000 });
+    if (s.proc === proc && proc.exit === undefined && !this.#stopping) this.#markRunning(s, proc);
   }
 
   /** Runs an event handler; its failure (a full endpoint table, say) is logged, never thrown into process events. */
@@ -220,9 +198,10 @@ export class CatalogSupervisor {
     }
   }
 
-  #markRunning(s: Supervised, child: ChildProcess): void {
+  #markRunning(s: Supervised, proc: TaskProcess): void {
     s.state = 'running';
-    this.#emit(() => this.#o.events.onRunning(s.task, { hostAddress: this.#host, hostPorts: new Map(s.hostPorts), ...(child.pid !== undefined && { pid: child.pid }) }));
+    const pid = proc.pid;
+    this.#emit(() => this.#o.events.onRunning(s.task, { hostAddress: this.#host, hostPorts: new Map(s.hostPorts), ...(pid !== undefined && { pid }) }));
   }
 
   #onExit(s: Supervised, code: number | null, signal: NodeJS.Signals | null): void {
@@ -246,33 +225,5 @@ export class CatalogSupervisor {
   }
 }
 
-/** A port the OS says is free on `host` now (bind to 0, read, close). */
-export function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function isPortFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, host, () => server.close(() => resolve(true)));
-  });
-}
-
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
+/** Re-exported for the tests and callers that found it here first. */
+export { freePort };
