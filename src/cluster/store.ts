@@ -53,6 +53,11 @@ export class StoreTables implements StoreReader {
     return [...(this.#tables.get(kind)?.values() ?? [])] as T[];
   }
 
+  /** [id, value] of every object of a kind. */
+  entries(kind: StoreKind): [string, unknown][] {
+    return [...(this.#tables.get(kind)?.entries() ?? [])];
+  }
+
   apply(index: number, ops: readonly StoreOp[]): void {
     for (const op of ops) {
       const table = this.#tables.get(op.kind);
@@ -102,7 +107,8 @@ export function openTx(tables: StoreTables): { tx: StoreTx; ops: StoreOp[] } {
       const ids = new Set<string>();
       const out: T[] = [];
       for (const op of ops) if (op.kind === kind) ids.add(op.id);
-      for (const v of tables.list<{ ID?: string }>(kind)) if (typeof v?.ID === 'string' && !ids.has(v.ID)) out.push(structuredClone(v) as T);
+      // By the key it was put under: networks have `Id`, not `ID`.
+      for (const [id, v] of tables.entries(kind)) if (!ids.has(id)) out.push(structuredClone(v) as T);
       for (const id of ids) {
         const v = tx.get<T>(kind, id);
         if (v !== undefined) out.push(v);
