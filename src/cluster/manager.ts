@@ -10,7 +10,7 @@
  *
  * Throws (as documented per method) the catalogue's errors, which the API maps to statuses.
  */
-import type { Clock } from '../lib/clock.js';
+import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
 import {
   FailedPreconditionError,
@@ -44,6 +44,22 @@ import {
 } from './types.js';
 import { parseNodeSpec, parseSwarmSpecUpdate } from './validate.js';
 import type { AssignmentSet, NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
+import { Dispatcher, applyStatusUpdates } from './dispatcher.js';
+import { createNetworkIn, ingressNetworkRecord, ingressOf, listNetworksIn, removeNetworkIn, resolveNetworkIn } from './networks.js';
+import type { NodeInfo } from './scheduler.js';
+import { withDefaults } from './service-spec.js';
+import {
+  type TxContext,
+  createServiceIn,
+  listServicesIn,
+  listTasksIn,
+  reconcileIn,
+  removeServiceIn,
+  resolveServiceIn,
+  resolveTaskIn,
+  serviceStatus,
+  updateServiceIn,
+} from './services.js';
 
 export const NOT_A_MANAGER =
   'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -136,11 +152,19 @@ export class Manager {
   readonly #rng: Rng;
   readonly #logger: Logger;
   readonly #status: NodeStatusTracker;
+  readonly #clock: Clock;
+  readonly #dispatcher: Dispatcher;
   #ca: ClusterCa | undefined;
   #unsubscribe: (() => void) | undefined;
+  /** The reconcile asked for and not yet begun: later asks join it (at most one pending). */
+  #reconcilePending: Promise<void> | undefined;
+  /** When the orchestrator asked to look again (restart delay, update delay, monitor). */
+  #wake: Timer | undefined;
+  #closed = false;
 
   constructor(deps: ManagerDeps) {
     this.#store = deps.store;
+    this.#clock = deps.clock;
     this.#wall = deps.wallClock;
     this.#rng = deps.rng;
     this.#logger = deps.logger ?? silentLogger;
@@ -152,11 +176,15 @@ export class Manager {
         if (status.state === 'down') this.counters.inc('cluster_nodes_down');
         if (status.state === 'ready') this.counters.inc('cluster_nodes_ready');
         this.#logger.info({ node: nodeId, state: status.state, reason: status.message }, 'node status changed');
+        void this.#reconcile();
       },
     });
+    // Agents keep their Index across a manager restart: start above any earlier run's.
+    this.#dispatcher = new Dispatcher({ clock: deps.clock, reader: deps.store, firstIndex: Math.floor(deps.wallClock()) });
     if (cluster) {
       this.#ca = new ClusterCa(cluster.RootCA.CertPem, cluster.RootCA.KeyPem);
       for (const node of this.#store.list<NodeRecord>('node')) if (node.ID !== cluster.LeaderID) this.#status.track(node.ID);
+      void this.#reconcile();
     }
   }
 
@@ -226,6 +254,8 @@ export class Manager {
       };
       tx.put('cluster', clusterId, cluster);
       tx.put('node', nodeId, newNodeRecord(nodeId, 'manager', options.self, tx.index, time));
+      const ingressId = newObjectId(this.#rng);
+      tx.put('network', ingressId, ingressNetworkRecord(ingressId, time));
     });
     this.#ca = ca;
     this.#status.heartbeatPeriodMs = heartbeatPeriodMs(spec);
@@ -274,6 +304,7 @@ export class Manager {
     });
     this.#status.heartbeat(nodeId);
     this.#logger.info({ node: nodeId, role, addr: options.self.addr }, 'node joined');
+    void this.#reconcile();
     return { nodeId, role, clusterId: cluster.ID, certPem, caPem: cluster.RootCA.CertPem };
   }
 
@@ -419,6 +450,7 @@ export class Manager {
       }
       tx.put('node', node.ID, { ...node, Spec: spec, Version: { Index: tx.index }, UpdatedAt: iso(this.#wall()) });
     });
+    await this.#reconcile();
   }
 
   /**
@@ -437,68 +469,117 @@ export class Manager {
       return node.ID;
     });
     this.#status.forget(removed);
+    await this.#reconcile();
   }
 
   // --- Services, tasks, networks (issue 8). Signatures are the contract with src/agent/control-plane.ts
-  // and the dispatcher transport; bodies land with the orchestrator.
+  // and the dispatcher transport. The rules live in services.ts, orchestrator.ts and scheduler.ts.
 
-  /** `POST /services/create`. Throws InvalidArgumentError (400) for a bad spec, ConflictError (409) for a taken name. */
-  async createService(_spec: unknown): Promise<{ ID: string; Warnings: string[] | null }> {
-    throw new UnavailableError('services are not implemented yet');
+  /**
+   * `POST /services/create`: the service in one transaction, then its tasks (created, given
+   * addresses and placed) by the reconcile that follows, before this resolves. Throws
+   * InvalidArgumentError (400) for a bad spec, ConflictError (409) for a taken name or
+   * published port, NotFoundError for an unknown network.
+   */
+  async createService(spec: unknown): Promise<{ ID: string; Warnings: string[] | null }> {
+    this.#requireCluster();
+    const service = await this.#store.update((tx) => createServiceIn(tx, spec, this.#txContext()));
+    this.#logger.info({ service: service.ID, name: service.Spec.Name }, 'service created');
+    await this.#reconcile();
+    return { ID: service.ID, Warnings: null };
   }
 
-  /** `GET /services` (filters id, name, label, mode; `status=true` adds ServiceStatus). */
-  listServices(_filters: ObjectFilters, _options: { readonly status: boolean }): ServiceView[] {
-    throw new UnavailableError('services are not implemented yet');
+  /** `GET /services` (filters id, name, label, mode; `status=true` adds ServiceStatus). Throws InvalidArgumentError for an unknown filter. */
+  listServices(filters: ObjectFilters, options: { readonly status: boolean }): ServiceView[] {
+    this.#requireCluster();
+    const services = listServicesIn(this.#store, filters);
+    if (!options.status) return services;
+    const tasks = this.#store.list<TaskRecord>('task');
+    const nodes = this.#nodeInfos();
+    return services.map((s) => ({ ...s, ServiceStatus: serviceStatus(s, tasks, nodes) }));
   }
 
   /** `GET /services/{ref}` (full ID, exact name, unique ID prefix). Throws NotFoundError. */
-  getService(_ref: string, _options: { readonly insertDefaults: boolean }): ServiceView {
-    throw new UnavailableError('services are not implemented yet');
+  getService(ref: string, options: { readonly insertDefaults: boolean }): ServiceView {
+    this.#requireCluster();
+    const service = resolveServiceIn(this.#store, ref);
+    return options.insertDefaults ? { ...service, Spec: withDefaults(service.Spec) } : service;
   }
 
-  /** `POST /services/{ref}/update?version=N[&rollback=previous]`. Throws OutOfSequenceError, NotFoundError, InvalidArgumentError. */
-  async updateService(_ref: string, _version: number, _spec: unknown, _options: { readonly rollback: boolean }): Promise<{ Warnings: string[] | null }> {
-    throw new UnavailableError('services are not implemented yet');
+  /**
+   * `POST /services/{ref}/update?version=N[&rollback=previous]` (spec §9.2, §9.3). Throws
+   * OutOfSequenceError, NotFoundError, InvalidArgumentError, FailedPreconditionError (rollback
+   * without a previous spec), ConflictError (published port).
+   */
+  async updateService(ref: string, version: number, spec: unknown, options: { readonly rollback: boolean }): Promise<{ Warnings: string[] | null }> {
+    this.#requireCluster();
+    await this.#store.update((tx) => updateServiceIn(tx, ref, version, spec, options.rollback, this.#txContext()));
+    await this.#reconcile();
+    return { Warnings: null };
   }
 
-  /** `DELETE /services/{ref}`: the service and its tasks go at once (spec §9.6). */
-  async removeService(_ref: string): Promise<void> {
-    throw new UnavailableError('services are not implemented yet');
+  /** `DELETE /services/{ref}`: the service and its tasks go at once (spec §9.6); agents stop them as they leave their assignments. */
+  async removeService(ref: string): Promise<void> {
+    this.#requireCluster();
+    await this.#store.update((tx) => removeServiceIn(tx, ref));
+    this.#dispatcher.changed();
+    await this.#reconcile();
   }
 
-  /** `GET /tasks` (filters id, name, service, node, desired-state, label, _up-to-date). */
-  listTasks(_filters: ObjectFilters): TaskRecord[] {
-    throw new UnavailableError('services are not implemented yet');
+  /** `GET /tasks` (filters id, name, service, node, desired-state, label, _up-to-date). Throws InvalidArgumentError for an unknown filter. */
+  listTasks(filters: ObjectFilters): TaskRecord[] {
+    this.#requireCluster();
+    return listTasksIn(this.#store, filters, (ref) => {
+      try {
+        return resolveNode(this.#store.list<NodeRecord>('node'), ref).ID;
+      } catch {
+        return undefined;
+      }
+    });
   }
 
-  getTask(_ref: string): TaskRecord {
-    throw new UnavailableError('services are not implemented yet');
+  /** `GET /tasks/{ref}` (full ID or unique prefix). Throws NotFoundError. */
+  getTask(ref: string): TaskRecord {
+    this.#requireCluster();
+    return resolveTaskIn(this.#store, ref);
   }
 
   /** `GET /networks` (swarm-scoped networks: `ingress` and those created). */
-  listNetworks(_filters: ObjectFilters): NetworkRecord[] {
-    throw new UnavailableError('networks are not implemented yet');
+  listNetworks(filters: ObjectFilters): NetworkRecord[] {
+    this.#requireCluster();
+    return listNetworksIn(this.#store, filters);
   }
 
-  getNetwork(_ref: string): NetworkRecord {
-    throw new UnavailableError('networks are not implemented yet');
+  /** `GET /networks/{ref}`. Throws NotFoundError. */
+  getNetwork(ref: string): NetworkRecord {
+    this.#requireCluster();
+    return resolveNetworkIn(this.#store, ref);
   }
 
-  /** `POST /networks/create` → 201 `{Id, Warning}`. */
-  async createNetwork(_body: unknown): Promise<{ Id: string; Warning: string }> {
-    throw new UnavailableError('networks are not implemented yet');
+  /** `POST /networks/create` → 201 `{Id, Warning}`. Throws as networks.ts createNetworkIn. */
+  async createNetwork(body: unknown): Promise<{ Id: string; Warning: string }> {
+    const cluster = this.#requireCluster();
+    return this.#store.update((tx) =>
+      createNetworkIn(tx, body, {
+        newId: () => newObjectId(this.#rng),
+        now: iso(this.#wall()),
+        ...(cluster.DefaultAddrPool[0] ? { pool: cluster.DefaultAddrPool[0] } : {}),
+        subnetSize: cluster.SubnetSize,
+      }),
+    );
   }
 
-  async removeNetwork(_ref: string): Promise<void> {
-    throw new UnavailableError('networks are not implemented yet');
+  /** `DELETE /networks/{ref}`. Throws NotFoundError, FailedPreconditionError while in use or for ingress. */
+  async removeNetwork(ref: string): Promise<void> {
+    this.#requireCluster();
+    await this.#store.update((tx) => removeNetworkIn(tx, ref));
   }
 
   // --- Dispatcher (the agent side calls these through the 2377 RPC, the leader's own agent directly)
 
   /** What `nodeId` must run and every service's routes, now. */
-  assignments(_nodeId: string): AssignmentSet {
-    throw new UnavailableError('services are not implemented yet');
+  assignments(nodeId: string): AssignmentSet {
+    return this.#dispatcher.assignments(nodeId);
   }
 
   /**
@@ -507,13 +588,16 @@ export class Manager {
    * outstanding the node has a dispatcher session; `signal` aborts the wait (the agent's
    * connection closed), which ends the session unless another wait follows.
    */
-  waitAssignments(_nodeId: string, _sinceIndex: number, _timeoutMs: number, _signal?: AbortSignal): Promise<AssignmentSet> {
-    return Promise.reject(new UnavailableError('services are not implemented yet'));
+  waitAssignments(nodeId: string, sinceIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<AssignmentSet> {
+    return this.#dispatcher.wait(nodeId, sinceIndex, timeoutMs, signal);
   }
 
-  /** An executor's task status reports; stale or backwards updates are ignored. */
-  async reportTaskStatus(_nodeId: string, _updates: readonly TaskStatusUpdate[]): Promise<void> {
-    throw new UnavailableError('services are not implemented yet');
+  /** An executor's task status reports; stale or backwards updates are ignored. The orchestrator then reacts (restarts, updates). */
+  async reportTaskStatus(nodeId: string, updates: readonly TaskStatusUpdate[]): Promise<void> {
+    const applied = await this.#store.update((tx) => applyStatusUpdates(tx, nodeId, updates, iso(this.#wall())));
+    if (applied === 0) return;
+    this.#dispatcher.changed();
+    await this.#reconcile();
   }
 
   /** Log lines of tasks on `nodeId` (kept in a bounded in-memory broker, not in the store). */
@@ -521,16 +605,93 @@ export class Manager {
     throw new UnavailableError('services are not implemented yet');
   }
 
+  /** Resolves once the reconcile asked for so far has run (tests; the API never needs it). */
+  async settled(): Promise<void> {
+    await this.#reconcilePending;
+  }
+
   /** Forgets the whole swarm (`swarm leave --force` on the leader). */
   async destroy(): Promise<void> {
+    this.#wake?.cancel();
+    this.#wake = undefined;
     await this.#store.clear();
     this.#status.close();
+    this.#dispatcher.changed();
     this.#ca = undefined;
   }
 
   close(): void {
+    this.#closed = true;
+    this.#wake?.cancel();
+    this.#wake = undefined;
     this.#unsubscribe?.();
     this.#status.close();
+    this.#dispatcher.close();
+  }
+
+  /**
+   * Orchestrator, allocator and scheduler as one store transaction, then the dispatcher's
+   * wake-up. Asked for after every change of services, nodes, node status and task status,
+   * and by a timer when the orchestrator waits (restart delay, update delay, monitor). At most
+   * one reconcile is pending: asks made before it begins join it. Never rejects: a failure is
+   * logged and the next ask retries from the store.
+   */
+  #reconcile(): Promise<void> {
+    if (this.#reconcilePending) return this.#reconcilePending;
+    const run = this.#store
+      .update((tx) => {
+        this.#reconcilePending = undefined;
+        const cluster = tx.list<ClusterRecord>('cluster')[0];
+        if (!cluster || this.#closed) return undefined;
+        const now = this.#wall();
+        if (!ingressOf(tx)) {
+          const id = newObjectId(this.#rng);
+          tx.put('network', id, ingressNetworkRecord(id, iso(now)));
+        }
+        return reconcileIn(tx, { ...this.#txContext(), nodes: this.#nodeInfos(tx), historyLimit: cluster.Spec.Orchestration.TaskHistoryRetentionLimit });
+      })
+      .then(
+        (result) => {
+          this.#dispatcher.changed();
+          this.#wakeAt(result?.wakeAtMs);
+          if (result?.again) void this.#reconcile();
+        },
+        (error: unknown) => {
+          this.#reconcilePending = undefined;
+          this.#logger.error({ err: error }, 'reconcile failed');
+        },
+      );
+    this.#reconcilePending = run;
+    return run;
+  }
+
+  #wakeAt(wallMs: number | undefined): void {
+    this.#wake?.cancel();
+    this.#wake = undefined;
+    if (wallMs === undefined || this.#closed) return;
+    this.#wake = this.#clock.setTimer(Math.max(0, wallMs - this.#wall()), () => {
+      this.#wake = undefined;
+      void this.#reconcile();
+    });
+  }
+
+  #txContext(): TxContext {
+    return { newId: () => newObjectId(this.#rng), nowMs: this.#wall() };
+  }
+
+  /** Every node with its live status, as the orchestrator and scheduler see them (the leader is always ready). */
+  #nodeInfos(reader: { list<T>(kind: 'node'): T[] } = this.#store): NodeInfo[] {
+    const leader = this.#cluster()?.LeaderID;
+    return reader.list<NodeRecord>('node').map((n) => ({
+      ID: n.ID,
+      Hostname: n.Description.Hostname,
+      Role: n.Spec.Role,
+      Availability: n.Spec.Availability,
+      State: n.ID === leader ? 'ready' : this.#status.status(n.ID).state,
+      Labels: n.Spec.Labels,
+      EngineLabels: n.Description.Engine.Labels ?? {},
+      Platform: n.Description.Platform,
+    }));
   }
 
   #cluster(): ClusterRecord | undefined {

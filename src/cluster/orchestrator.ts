@@ -43,6 +43,7 @@ export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const STOP_SLACK_MS = 5_000;
 
 const RUNNING = stateOrder('running');
+const ASSIGNED = stateOrder('assigned');
 
 export interface OrchestratorInput {
   readonly services: readonly ServiceRecord[];
@@ -132,7 +133,11 @@ export function orchestrate(input: OrchestratorInput): OrchestratorResult {
     changed.add(task.ID);
     return next;
   };
-  const shutdown = (task: TaskRecord): TaskRecord => set(task, { DesiredState: 'shutdown' });
+  // A task not yet assigned has no agent to stop it: it is shut down here and now.
+  const shutdown = (task: TaskRecord): TaskRecord =>
+    stateOrder(task.Status.State) < ASSIGNED
+      ? set(task, { DesiredState: 'shutdown', Status: { ...task.Status, State: 'shutdown', Message: 'shutdown before assignment', Timestamp: nowIso } })
+      : set(task, { DesiredState: 'shutdown' });
 
   const services = [...input.services].sort((a, b) => a.CreatedAt.localeCompare(b.CreatedAt) || a.ID.localeCompare(b.ID));
   const byService = new Map<string, TaskRecord[]>();
