@@ -31,7 +31,7 @@ export const MIRROR_COUNTERS = [
   'mirror_listeners_closed',
   /** A bind that failed (EADDRINUSE: another agent on this host holds the mirror). */
   'mirror_listen_failures',
-  /** Listeners wanted beyond `maxListeners`, at the last reconcile. */
+  /** The most listeners ever left out at once by `maxListeners` (a high-water mark, so it never decreases). */
   'mirror_listeners_over_limit',
   'mirror_vip_cx_total',
   'mirror_task_cx_total',
