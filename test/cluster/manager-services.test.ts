@@ -67,7 +67,7 @@ describe('Manager services', () => {
   const tasksOf = (service: string, desired: TaskState | undefined = 'running'): TaskRecord[] =>
     manager.listTasks({ service: [service], ...(desired ? { 'desired-state': [desired] } : {}) });
   /** What each node's agent would do: report every assigned task of theirs as running (or `state`). */
-  const report = async (tasks: readonly TaskRecord[], state: TaskState, message = state): Promise<void> => {
+  const report = async (tasks: readonly TaskRecord[], state: TaskState, message: string = state): Promise<void> => {
     for (const t of tasks) await manager.reportTaskStatus(t.NodeID, [{ TaskID: t.ID, State: state, Message: message, Timestamp: new Date(WALL + clock.now()).toISOString() }]);
     await manager.settled();
   };
