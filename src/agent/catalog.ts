@@ -14,6 +14,10 @@
  *     ports:
  *       - "8080:80"               # published:target, TCP (compose's short syntax; "8081:80/udp" for UDP)
  *       - { published: 8082, target: 81, protocol: udp }
+ *       - published: 8083           # compose's long syntax, plus:
+ *         target: 80
+ *         app_protocol: http        #   HTTP/1: a request a dying task dropped is replayed on another
+ *         proxy_protocol: v2        #   v1 | v2: a PROXY header with the client's address first
  *     healthcheck:                # optional; without one a task takes traffic as soon as it listens
  *       type: http                # tcp | http
  *       path: /health
@@ -41,7 +45,7 @@ import { parse as parseYaml } from 'yaml';
 import { CatalogError } from '../lib/errors.js';
 import type { EndpointRow, Health, PortProtocol } from '../mesh/endpoint-codec.js';
 import type { HealthCheckSpec } from '../mesh/health.js';
-import type { PublishedPort } from '../mesh/router.js';
+import type { AppProtocol, ProxyProtocolMode, PublishedPort } from '../mesh/router.js';
 import { type Ipv4Address, formatIpv4Address, parseIpv4Address } from '../wire/address.js';
 import { builtinImageCommand, builtinImages } from './images/index.js';
 
@@ -230,6 +234,8 @@ function parsePort(service: string, value: unknown, path: string, fail: Fail): P
   let published: unknown;
   let target: unknown;
   let protocol: unknown = 'tcp';
+  let appProtocol: AppProtocol | undefined;
+  let proxyProtocol: ProxyProtocolMode | undefined;
   if (typeof value === 'string') {
     const m = /^(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(value);
     if (!m) return fail(path, `${JSON.stringify(value)} is not "published:target" or "published:target/udp"`);
@@ -237,10 +243,21 @@ function parsePort(service: string, value: unknown, path: string, fail: Fail): P
     target = Number(m[2]);
     protocol = m[3] ?? 'tcp';
   } else {
-    const p = asObject(value, path, fail, ['published', 'target', 'protocol', 'mode']);
+    const p = asObject(value, path, fail, ['published', 'target', 'protocol', 'mode', 'app_protocol', 'proxy_protocol']);
     if (p['mode'] !== undefined && p['mode'] !== 'ingress') fail(`${path}.mode`, 'only ingress publishing exists (every node listens)');
     ({ published, target } = p);
     protocol = p['protocol'] ?? 'tcp';
+    const app = p['app_protocol'];
+    if (app !== undefined) {
+      if (typeof app !== 'string' || app === '') fail(`${path}.app_protocol`, 'must be a protocol name such as http');
+      // Only HTTP changes what the mesh does (it may replay a request a dying task dropped); others are plain TCP.
+      if ((app as string).toLowerCase() === 'http') appProtocol = 'http';
+    }
+    const pp = p['proxy_protocol'];
+    if (pp !== undefined) {
+      if (pp !== 'v1' && pp !== 'v2') fail(`${path}.proxy_protocol`, `must be v1 or v2 (PROXY protocol header toward the task), got ${JSON.stringify(pp)}`);
+      proxyProtocol = pp as ProxyProtocolMode;
+    }
   }
   for (const [field, v] of [
     ['published', published],
@@ -249,7 +266,16 @@ function parsePort(service: string, value: unknown, path: string, fail: Fail): P
     if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 65535) fail(`${path}.${field}`, `must be a port from 1 to 65535, got ${JSON.stringify(v)}`);
   }
   if (protocol !== 'tcp' && protocol !== 'udp') fail(`${path}.protocol`, 'must be tcp or udp');
-  return { service, protocol: protocol as PortProtocol, published: published as number, target: target as number };
+  if (protocol === 'udp' && appProtocol) fail(`${path}.app_protocol`, 'http is for TCP ports');
+  if (protocol === 'udp' && proxyProtocol) fail(`${path}.proxy_protocol`, 'PROXY protocol is for TCP ports only');
+  return {
+    service,
+    protocol: protocol as PortProtocol,
+    published: published as number,
+    target: target as number,
+    ...(appProtocol && { appProtocol }),
+    ...(proxyProtocol && { proxyProtocol }),
+  };
 }
 
 function parseHealthcheck(value: unknown, path: string, fail: Fail): HealthCheckSpec {

@@ -54,6 +54,13 @@ export interface MeshReplication {
 
 export type TableEventType = 'added' | 'updated' | 'removed';
 
+/**
+ * Why a row was removed: `withdrawn` — its owner deleted it (a tombstone: the task stopped or is
+ * draining; connections to it may finish); `member-dead` — the gossip declared its node dead (or
+ * it left), so every row it owned was dropped at once: connections to it will never finish.
+ */
+export type RemovalReason = 'withdrawn' | 'member-dead';
+
 /** What subscribers (balancers, the forwarding table, DNS) see: live rows appearing, changing and going. */
 export interface TableEvent {
   readonly type: TableEventType;
@@ -61,6 +68,8 @@ export interface TableEvent {
   readonly row: EndpointRow;
   /** The row before, for `updated`. */
   readonly previous?: EndpointRow;
+  /** For `removed`: why. */
+  readonly reason?: RemovalReason;
 }
 
 export type TableListener = (event: TableEvent) => void;
@@ -275,7 +284,7 @@ export class EndpointTable {
       this.#forget(key);
       if (!e.v.deleted) {
         dropped++;
-        this.#emit({ type: 'removed', row: e.v.row });
+        this.#emit({ type: 'removed', row: e.v.row, reason: 'member-dead' });
       }
     }
     this.counters.inc('mesh_table_rows_dropped_dead_member', dropped);
@@ -434,7 +443,7 @@ export class EndpointTable {
   #notifyChange(before: VersionedRow | undefined, after: VersionedRow): void {
     const wasLive = before !== undefined && !before.deleted;
     if (after.deleted) {
-      if (wasLive) this.#emit({ type: 'removed', row: before.row });
+      if (wasLive) this.#emit({ type: 'removed', row: before.row, reason: 'withdrawn' });
     } else if (!wasLive) {
       this.#emit({ type: 'added', row: after.row });
     } else if (!rowsEqual(before.row, after.row)) {

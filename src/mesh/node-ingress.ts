@@ -33,7 +33,7 @@ export interface IngressOptions {
 
 interface TcpListener {
   readonly kind: 'tcp';
-  readonly port: PublishedPort;
+  port: PublishedPort;
   readonly server: Server;
   readonly sockets: Set<Socket>;
 }
@@ -94,6 +94,8 @@ export class IngressListeners {
     for (const [key, l] of [...this.#listeners]) {
       const w = wanted.get(key);
       if (!w || w.service !== l.port.service || w.target !== l.port.target) await this.#close(key);
+      // Same listener, new options (app protocol, PROXY protocol): new connections use them.
+      else if (l.kind === 'tcp') l.port = w;
     }
     for (const [key, p] of wanted) {
       if (this.#listeners.has(key)) continue;
@@ -118,7 +120,7 @@ export class IngressListeners {
     const server = createServer({ allowHalfOpen: true, noDelay: true, ...(keepAliveMs > 0 && { keepAlive: true, keepAliveInitialDelay: keepAliveMs }) }, (socket) => {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
-      void this.#o.router.handle(socket, port);
+      void this.#o.router.handle(socket, listener.port);
     });
     const listener: TcpListener = { kind: 'tcp', port, server, sockets };
     return new Promise((resolve, reject) => {

@@ -58,6 +58,15 @@ describe('parseCatalog', () => {
     expect(tasksOf(c, 'c')).toEqual([]);
   });
 
+  it('reads app_protocol and proxy_protocol from the long port syntax', () => {
+    const c = parseCatalog('services:\n  w:\n    ports:\n      - { published: 80, target: 8080, app_protocol: http, proxy_protocol: v2 }\n      - { published: 81, target: 8081, app_protocol: grpc }\n      - "82:8082"\n');
+    expect(c.services[0]!.ports).toEqual([
+      { service: 'w', protocol: 'tcp', published: 80, target: 8080, appProtocol: 'http', proxyProtocol: 'v2' },
+      { service: 'w', protocol: 'tcp', published: 81, target: 8081 },
+      { service: 'w', protocol: 'tcp', published: 82, target: 8082 },
+    ]);
+  });
+
   it('builds the endpoint row of a local task', () => {
     const c = parseCatalog(GOOD);
     const row = catalogTaskRow(c, c.tasks[0]!, { hostAddress: 0x7f000001, hostPorts: new Map([[80, 18001], [53, 18001]]), vtepAddress: 0x7f000002, vtepPort: 4789 });
@@ -91,6 +100,9 @@ describe('parseCatalog', () => {
     ['a port out of range', 'services: { w: { ports: [{ published: 70000, target: 80 }] } }', /ports\[0\]\.published: must be a port/],
     ['a port published twice', 'services: { a: { ports: ["80:1"] }, b: { ports: ["80:2"] } }', /80\/tcp is already published by service a/],
     ['host mode publishing', 'services: { w: { ports: [{ published: 80, target: 80, mode: host }] } }', /only ingress/],
+    ['a PROXY protocol version that does not exist', 'services: { w: { ports: [{ published: 80, target: 80, proxy_protocol: v3 }] } }', /proxy_protocol: must be v1 or v2/],
+    ['PROXY protocol on UDP', 'services: { w: { ports: [{ published: 80, target: 80, protocol: udp, proxy_protocol: v1 }] } }', /TCP ports only/],
+    ['HTTP on UDP', 'services: { w: { ports: [{ published: 80, target: 80, protocol: udp, app_protocol: http }] } }', /http is for TCP/],
     ['a bad duration', 'services: { w: { healthcheck: { interval: 5 } } }', /interval: 5 is not a duration/],
     ['a path on a tcp check', 'services: { w: { healthcheck: { path: /x } } }', /only an http check/],
     ['an unknown service on a node', 'services: { w: {} }\nnodes: { a: [ { service: x } ] }', /no service "x" in services \(have: w\)/],

@@ -39,6 +39,7 @@ describe('EndpointTable, the owner', () => {
     ]);
     expect(new Set(sent.map((s) => s.name)).size).toBe(1);
     expect(events.map((e) => e.type)).toEqual(['added', 'updated', 'removed']);
+    expect(events[2]!.reason).toBe('withdrawn');
     expect(table.endpoints()).toEqual([]);
   });
 
@@ -106,6 +107,8 @@ describe('EndpointTable, replicas', () => {
     delegate.notifyEvent({ type: 'dead', member: member('n1') });
     expect(b.table.endpoints().map((r) => r.taskId)).toEqual(['u1']);
     expect(b.events.filter((e) => e.type === 'removed').map((e) => e.row.taskId).sort()).toEqual(['t1', 't2']);
+    // The reason tells routers to reset connections to it (a withdrawn row drains instead).
+    expect(new Set(b.events.filter((e) => e.type === 'removed').map((e) => e.reason))).toEqual(new Set(['member-dead']));
     b.table.notifyMsg(a.sent[2]!.payload);
     expect(b.table.get('web', 't3')).toBeUndefined();
     expect(b.table.counters.get('mesh_table_rx_dropped_dead_owner')).toBe(1);

@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { ManualClock } from '../../src/lib/clock.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import { Balancer } from '../../src/mesh/balancer.js';
-import { connectWithRetry, relay, relayCounters } from '../../src/mesh/relay.js';
+import { type ReplayPolicy, connectWithRetry, relay, relayCounters } from '../../src/mesh/relay.js';
 
 /** Two connected in-memory ends, half-open allowed, like a socket pair. */
 function duplexPair(): [Duplex, Duplex] {
@@ -106,6 +106,199 @@ describe('relay', () => {
     expect(result.end).toBe('upstream-error');
     expect((result.upstreamError as NodeJS.ErrnoException).code).toBe('ECONNRESET');
     expect(downstream.destroyed).toBe(true);
+  });
+});
+
+const reset = (): Error => Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+
+/** A reconnect that hands out the given upstream ends in turn (then none), noting each failure. */
+function spareUpstreams(...spares: Duplex[]): { reconnect: ReplayPolicy['reconnect']; failures: { error: string | undefined; answered: boolean }[] } {
+  const failures: { error: string | undefined; answered: boolean }[] = [];
+  return {
+    failures,
+    reconnect: (f) => {
+      failures.push({ error: (f.error as NodeJS.ErrnoException | undefined)?.code, answered: f.answered });
+      return Promise.resolve(spares.shift());
+    },
+  };
+}
+
+describe('relay replay: an upstream that fails before answering', () => {
+  it('a reset before any answer: the bytes go to another upstream and the client never sees it', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    const [upstream2, task2] = duplexPair();
+    const atTask1 = collect(task1);
+    const atTask2 = collect(task2);
+    const atClient = collect(client);
+    const spares = spareUpstreams(upstream2);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'start', reconnect: spares.reconnect } });
+    client.write('GET / HTTP/1.1\r\n');
+    client.write('\r\n');
+    await flush();
+    expect(atTask1.text()).toBe('GET / HTTP/1.1\r\n\r\n');
+    upstream1.destroy(reset());
+    await flush();
+    expect(atTask2.text()).toBe('GET / HTTP/1.1\r\n\r\n');
+    task2.end('HTTP/1.1 200 OK\r\n\r\n');
+    client.end();
+    await flush();
+    expect(atClient.text()).toBe('HTTP/1.1 200 OK\r\n\r\n');
+    expect(atClient.ended()).toBe(true);
+    const result = await done;
+    expect(result).toMatchObject({ end: 'closed', replays: 1, upstreamRxBytes: 19 });
+    expect(spares.failures).toEqual([{ error: 'ECONNRESET', answered: false }]);
+    expect(counters.get('mesh_upstream_rq_replay')).toBe(1);
+    expect(upstream1.destroyed && upstream2.destroyed && downstream.destroyed).toBe(true);
+  });
+
+  it('a FIN before any answer is a failure too; the client’s own FIN follows its bytes to the next upstream', async () => {
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    const [upstream2, task2] = duplexPair();
+    collect(task1);
+    const atTask2 = collect(task2);
+    const atClient = collect(client);
+    const done = relay(downstream, upstream1, { counters: relayCounters(), clock: new ManualClock(), replay: { scope: 'start', reconnect: spareUpstreams(upstream2).reconnect } });
+    client.end('ping');
+    await flush();
+    task1.end();
+    await flush();
+    expect(atTask2.text()).toBe('ping');
+    expect(atTask2.ended()).toBe(true);
+    expect(atClient.ended()).toBe(false);
+    task2.end('pong');
+    await flush();
+    expect(atClient.text()).toBe('pong');
+    expect((await done).replays).toBe(1);
+  });
+
+  it('scope start: once the upstream has answered, a failure reaches the client (counted unsafe)', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    const [upstream2] = duplexPair();
+    collect(task1);
+    collect(client);
+    const spares = spareUpstreams(upstream2);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'start', reconnect: spares.reconnect } });
+    client.write('GET /1 HTTP/1.1\r\n\r\n');
+    await flush();
+    task1.write('HTTP/1.1 200 OK\r\n\r\n');
+    await flush();
+    client.write('GET /2 HTTP/1.1\r\n\r\n');
+    await flush();
+    upstream1.destroy(reset());
+    const result = await done;
+    expect(result.end).toBe('upstream-error');
+    expect(result.replays).toBeUndefined();
+    expect(spares.failures).toEqual([]);
+    expect(counters.get('mesh_upstream_rq_replay_unsafe')).toBe(1);
+    expect(downstream.destroyed).toBe(true);
+  });
+
+  it('scope http: a request sent after earlier answers is replayed; the earlier answer is not sent again', async () => {
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    const [upstream2, task2] = duplexPair();
+    const atTask1 = collect(task1);
+    const atTask2 = collect(task2);
+    const atClient = collect(client);
+    const spares = spareUpstreams(upstream2);
+    const done = relay(downstream, upstream1, { counters: relayCounters(), clock: new ManualClock(), replay: { scope: 'http', reconnect: spares.reconnect } });
+    client.write('GET /1 HTTP/1.1\r\n\r\n');
+    await flush();
+    task1.write('answer 1;');
+    await flush();
+    client.write('GET /2 HTTP/1.1\r\n\r\n');
+    await flush();
+    expect(atTask1.text()).toBe('GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n');
+    // The keep-alive race (RFC 9112 §9.6): the task closes as the second request arrives.
+    task1.end();
+    await flush();
+    expect(atTask2.text()).toBe('GET /2 HTTP/1.1\r\n\r\n');
+    task2.write('answer 2;');
+    await flush();
+    expect(atClient.text()).toBe('answer 1;answer 2;');
+    expect(spares.failures).toEqual([{ error: undefined, answered: true }]);
+    client.destroy();
+    downstream.destroy();
+    expect((await done).replays).toBe(1);
+  });
+
+  it('scope http: unanswered bytes that do not start a request (the rest of a body) are not replayed', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    collect(task1);
+    collect(client);
+    const spares = spareUpstreams(duplexPair()[0]);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'http', reconnect: spares.reconnect } });
+    client.write('POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n');
+    await flush();
+    task1.write('HTTP/1.1 100 Continue\r\n\r\n');
+    await flush();
+    client.write('body bytes');
+    await flush();
+    upstream1.destroy(reset());
+    expect((await done).end).toBe('upstream-error');
+    expect(spares.failures).toEqual([]);
+    expect(counters.get('mesh_upstream_rq_replay_unsafe')).toBe(1);
+  });
+
+  it('more unanswered bytes than the bound: no replay, counted', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    collect(task1);
+    collect(client);
+    const spares = spareUpstreams(duplexPair()[0]);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'start', maxBytes: 8, reconnect: spares.reconnect } });
+    client.write('12345');
+    client.write('67890');
+    await flush();
+    upstream1.destroy(reset());
+    expect((await done).end).toBe('upstream-error');
+    expect(spares.failures).toEqual([]);
+    expect(counters.get('mesh_upstream_rq_replay_overflow')).toBe(1);
+  });
+
+  it('no other upstream: the client sees the failure (reset), counted; replays are bounded', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    const [upstream2, task2] = duplexPair();
+    collect(task1);
+    collect(task2);
+    collect(client);
+    const spares = spareUpstreams(upstream2);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'start', reconnect: spares.reconnect } });
+    client.write('hello');
+    await flush();
+    upstream1.destroy(reset());
+    await flush();
+    upstream2.destroy(reset());
+    const result = await done;
+    expect(result).toMatchObject({ end: 'upstream-error', replays: 2 });
+    expect(spares.failures).toHaveLength(2);
+    expect(counters.get('mesh_upstream_rq_replay_failed')).toBe(1);
+    expect(downstream.destroyed).toBe(true);
+  });
+
+  it('a client that goes while the upstream is connected is no reason to replay', async () => {
+    const counters = relayCounters();
+    const [client, downstream] = duplexPair();
+    const [upstream1, task1] = duplexPair();
+    collect(task1);
+    const spares = spareUpstreams(duplexPair()[0]);
+    const done = relay(downstream, upstream1, { counters, clock: new ManualClock(), replay: { scope: 'start', reconnect: spares.reconnect } });
+    client.write('hello');
+    await flush();
+    downstream.destroy(reset());
+    expect((await done).end).toBe('downstream-error');
+    expect(spares.failures).toEqual([]);
+    expect(counters.get('mesh_upstream_rq_replay')).toBe(0);
   });
 });
 
