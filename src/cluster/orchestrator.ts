@@ -337,8 +337,8 @@ export function orchestrate(input: OrchestratorInput): OrchestratorResult {
     // Step 7: history (swarmkit's task reaper): the newest `historyLimit` tasks per instance stay.
     const limit = Math.max(1, input.historyLimit);
     for (const key of instances.keys()) {
-      const tasks = current(key);
-      for (const t of tasks.slice(limit)) {
+      const made = create.filter((t) => t.ServiceID === service.ID && keyOf(t) === key).length;
+      for (const t of current(key).slice(Math.max(0, limit - made))) {
         if (isLive(t)) continue;
         if (isTerminal(t.Status.State) || t.NodeID === '') remove.push(t.ID);
       }
