@@ -320,12 +320,39 @@ function takenOn(reader: StoreReader, network: NetworkRecord, history: boolean):
   return taken;
 }
 
+/** What one scan of the store found taken on one network: with finished tasks' addresses, and without. */
+interface Scan {
+  readonly reader: StoreReader;
+  readonly history: ReadonlySet<number>;
+  readonly live: ReadonlySet<number>;
+}
+
+/**
+ * Scans kept per `reserved` set and network: a transaction that allocates many addresses
+ * (a scale to 100 replicas) reads the store once per network instead of once per address;
+ * reading every task record for each address cost seconds at a thousand tasks.
+ */
+const scans = new WeakMap<Set<number>, Map<string, Scan>>();
+
+function scanOf(reader: StoreReader, network: NetworkRecord, reserved: Set<number> | undefined): Scan {
+  const byNetwork = reserved ? scans.get(reserved) : undefined;
+  const cached = byNetwork?.get(network.Id);
+  if (cached && cached.reader === reader) return cached;
+  const scan: Scan = { reader, history: takenOn(reader, network, true), live: takenOn(reader, network, false) };
+  if (reserved) {
+    if (byNetwork) byNetwork.set(network.Id, scan);
+    else scans.set(reserved, new Map([[network.Id, scan]]));
+  }
+  return scan;
+}
+
 function allocateOn(reader: StoreReader, network: NetworkRecord, reserved: Set<number> | undefined): string {
   const subnet = networkSubnet(network);
   if (!subnet) throw new CapacityError(`network ${network.Name} has no free address`);
   const options = network.Ingress ? { firstHost: INGRESS_FIRST_TASK_HOST } : {};
-  for (const history of [true, false]) {
-    const taken = takenOn(reader, network, history);
+  const scan = scanOf(reader, network, reserved);
+  for (const base of [scan.history, scan.live]) {
+    const taken = new Set(base);
     for (const r of reserved ?? []) taken.add(r);
     const addr = allocateAddress(subnet, taken, options);
     if (addr !== undefined) {
@@ -340,7 +367,10 @@ function allocateOn(reader: StoreReader, network: NetworkRecord, reserved: Set<n
  * A free address for a task on `network`, with the prefix ("100.64.0.131/24", the form of
  * NetworkAttachment.Addresses). Taken: the addresses of unfinished tasks and of every service
  * VIP on the network, and `reserved` (addresses handed out earlier in the same transaction but
- * not yet written; the result is added to it). On ingress, offsets 128 to 254 only.
+ * not yet written; the result is added to it). Pass one `reserved` set for every allocation of
+ * one transaction: the first call with it scans the store for each network, later calls trust
+ * that scan plus the set, so an address written in between other than through the set is not
+ * seen. On ingress, offsets 128 to 254 only.
  * Throws CapacityError `network <name> has no free address`.
  */
 export function allocateTaskAddressIn(reader: StoreReader, network: NetworkRecord, reserved?: Set<number>): string {

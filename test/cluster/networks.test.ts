@@ -323,6 +323,30 @@ describe('allocateTaskAddressIn and allocateVipIn', () => {
     expect(reserved.size).toBe(2);
   });
 
+  it('with one `reserved` set, many allocations read the store once per network', () => {
+    const tx = swarm();
+    const ingress = ingressOf(tx)!;
+    for (let i = 0; i < 50; i++) tx.put('task', `old${i}`, taskRecord(`old${i}`, { state: 'shutdown', attach: { network: ingress, addr: `100.64.0.${128 + i}/24` } }));
+    let taskReads = 0;
+    const counting = {
+      get: tx.get.bind(tx),
+      list: <T>(kind: Parameters<FakeTx['list']>[0]): T[] => {
+        if (kind === 'task') taskReads++;
+        return tx.list<T>(kind);
+      },
+    };
+    const reserved = new Set<number>();
+    const got = Array.from({ length: 80 }, () => allocateTaskAddressIn(counting, ingress, reserved));
+    // Fresh addresses first (178 to 254), then those finished tasks left (128 onwards).
+    expect(got.slice(0, 2)).toEqual(['100.64.0.178/24', '100.64.0.179/24']);
+    expect(got.slice(-2)).toEqual(['100.64.0.129/24', '100.64.0.130/24']);
+    expect(new Set(got).size).toBe(80);
+    expect(taskReads).toBeLessThanOrEqual(2);
+    // A new set (a new transaction) reads the store again and sees what was written since.
+    tx.put('task', 'new', taskRecord('new', { attach: { network: ingress, addr: '100.64.0.178/24' } }));
+    expect(allocateTaskAddressIn(counting, ingress, new Set())).toBe('100.64.0.179/24');
+  });
+
   it('ingress full after 127 addresses', () => {
     const tx = swarm();
     const ingress = ingressOf(tx)!;
