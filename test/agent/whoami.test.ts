@@ -4,6 +4,38 @@ import { request } from 'node:http';
 import { type WhoamiServer, startWhoami } from '../../src/agent/images/whoami.js';
 import { builtinImageCommand } from '../../src/agent/images/index.js';
 import { freePort } from '../../src/agent/catalog-supervisor.js';
+import { connect } from 'node:net';
+import { parseIpv4Address } from '../../src/wire/address.js';
+import { encodeProxyHeader } from '../../src/wire/proxy-protocol.js';
+
+/** Raw bytes to whoami on one connection; resolves with everything it answered before closing. */
+function raw(port: number, ...chunks: (Uint8Array | string)[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    let text = '';
+    s.setEncoding('latin1');
+    s.on('data', (c: string) => (text += c));
+    s.on('close', () => resolve(text));
+    s.on('error', reject);
+    s.once('connect', () => {
+      // One write per chunk, a tick apart: a header split across reads must still be found.
+      const next = (i: number): void => {
+        if (i === chunks.length) return;
+        s.write(chunks[i]!);
+        setTimeout(() => next(i + 1), 5);
+      };
+      next(0);
+    });
+  });
+}
+
+const ip = (t: string): number => {
+  const r = parseIpv4Address(t);
+  if (!r.ok) throw new Error(r.error);
+  return r.value;
+};
+const REQUEST = 'GET /json HTTP/1.0\r\nHost: x\r\n\r\n';
+const bodyOf = (answer: string): Record<string, unknown> => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
 
 interface Reply {
   status: number;
@@ -84,6 +116,27 @@ describe('shoal/whoami', () => {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+
+  it.each([1, 2] as const)('reports the client a PROXY v%s header names, even when the header arrives in pieces', async (version) => {
+    const header = encodeProxyHeader({ version, addresses: { sourceAddress: ip('127.0.0.135'), sourcePort: 40404, destinationAddress: ip('127.0.0.136'), destinationPort: 24601 } });
+    const answer = await raw(w.port, header.subarray(0, 5), header.subarray(5), REQUEST);
+    expect(answer).toMatch(/^HTTP\/1\.[01] 200/);
+    expect(bodyOf(answer)['client']).toEqual({ address: '127.0.0.135', port: 40404 });
+    // The header and the request in one write.
+    const together = await raw(w.port, Buffer.concat([header, Buffer.from(REQUEST)]));
+    expect(bodyOf(together)['client']).toEqual({ address: '127.0.0.135', port: 40404 });
+  });
+
+  it('a PROXY header without addresses (UNKNOWN / LOCAL) leaves the connection’s own peer', async () => {
+    for (const version of [1, 2] as const) {
+      const answer = await raw(w.port, encodeProxyHeader({ version }), REQUEST);
+      expect((bodyOf(answer)['client'] as { address: string }).address).toBe('127.0.0.1');
+    }
+  });
+
+  it('a malformed PROXY header closes the connection unanswered', async () => {
+    expect(await raw(w.port, 'PROXY TCP4 1.2.3.4 nonsense\r\n', REQUEST)).toBe('');
   });
 
   it('knows no other image', () => {

@@ -7,14 +7,17 @@
  *   `?format=json` or `GET /json`;
  * - `GET /health` — `ok` (for HTTP health checks);
  * - `?size=N` — answer with N bytes of body instead (benchmarks: 13 B vs 64 KiB), at most 16 MiB;
- * - any method: a request body is read and its length reported (`bodyBytes`).
+ * - any method: a request body is read and its length reported (`bodyBytes`);
+ * - a connection may start with a PROXY v1/v2 header: the client it names is the one reported.
  *
  * Run as a process: `PORT=8080 SHOAL_SERVICE=web SHOAL_TASK=web.1 SHOAL_NODE=n1 node whoami.js`
  * (the catalog supervisor sets these; HOST defaults to 127.0.0.1). SIGTERM closes it cleanly.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { formatIpv4Address } from '../../wire/address.js';
+import { PROXY_HEADER_MAX_LEN, parseProxyHeader } from '../../wire/proxy-protocol.js';
 
 export interface WhoamiOptions {
   readonly host?: string;
@@ -44,14 +47,47 @@ export interface WhoamiServer {
 
 export const MAX_SIZE_BYTES = 16 * 1024 * 1024;
 
+/** Clients named by a PROXY header, per connection (the socket's own peer is then the proxy). */
+const proxiedClients = new WeakMap<Socket, { address: string; port: number }>();
+
 /**
- * The client address a request came from. This is the one place PROXY protocol support goes:
- * when the ingress learns to send a PROXY v1/v2 header, a `'connection'` listener on the
- * server will read that header off the socket before the HTTP parser sees it and remember the
- * real client per socket; this function then returns that address instead of the peer's.
+ * The client address a request came from: the one a PROXY v1/v2 header at the start of its
+ * connection named (the routing mesh writes one when the published port asks for it:
+ * `proxy_protocol: v1|v2`), else the connection's peer.
  */
 export function clientAddressOf(socket: Socket): { address: string; port: number } {
-  return { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+  return proxiedClients.get(socket) ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+}
+
+/**
+ * Reads an optional PROXY header off a new connection, then hands the connection (and whatever
+ * followed the header) to the HTTP server. Bytes that cannot start a header go to the server
+ * untouched; a malformed header closes the connection (proxy-protocol.txt §2: the receiver must
+ * not guess).
+ */
+function acceptMaybeProxied(socket: Socket, server: Server): void {
+  let buffered: Buffer = Buffer.alloc(0);
+  socket.on('error', () => undefined);
+  const onData = (chunk: Buffer): void => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    const r = parseProxyHeader(buffered);
+    if (!r.ok && r.error === 'truncated' && buffered.length < PROXY_HEADER_MAX_LEN) return;
+    socket.off('data', onData);
+    socket.pause();
+    let rest = buffered;
+    if (r.ok) {
+      const a = r.value.header.addresses;
+      if (a) proxiedClients.set(socket, { address: formatIpv4Address(a.sourceAddress), port: a.sourcePort });
+      rest = buffered.subarray(r.value.length);
+    } else if (r.error !== 'not-proxy') {
+      socket.destroy();
+      return;
+    }
+    if (rest.length > 0) socket.unshift(rest);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+  socket.on('data', onData);
 }
 
 export function formatText(a: WhoamiAnswer): string {
@@ -106,21 +142,32 @@ function handler(o: WhoamiOptions): (req: IncomingMessage, res: ServerResponse) 
   };
 }
 
-/** Starts a whoami server in this process. Rejects with the listen error (EADDRINUSE …). */
+/**
+ * Starts a whoami server in this process. Rejects with the listen error (EADDRINUSE …). A TCP
+ * listener in front of the HTTP server takes an optional PROXY header off each connection first.
+ */
 export function startWhoami(o: WhoamiOptions): Promise<WhoamiServer> {
   const server = createServer(handler(o));
   server.keepAliveTimeout = 65_000;
+  const listener = createNetServer((socket) => acceptMaybeProxied(socket, server));
+  const sockets = new Set<Socket>();
+  listener.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
+    listener.once('error', reject);
+    listener.listen(o.port, o.host ?? '127.0.0.1', () => {
+      listener.off('error', reject);
       resolve({
         server,
-        port: (server.address() as AddressInfo).port,
+        port: (listener.address() as AddressInfo).port,
         close: () =>
           new Promise<void>((r) => {
-            server.close(() => r());
+            listener.close(() => r());
             server.closeAllConnections();
+            // Connections still reading a PROXY header are not the HTTP server's yet.
+            for (const s of sockets) s.destroy();
           }),
       });
     });
