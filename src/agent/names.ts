@@ -4,8 +4,8 @@
  *
  * - the embedded DNS over MeshDnsRecords (dns-records.ts), for host processes on
  *   127.0.0.11:53 where the agent may bind it, else on the configured address (`dns`), and
- *   for the overlay on the node's overlay address, UDP port 53, through the userspace stack,
- *   answering in overlay form;
+ *   for the overlay on the node's overlay address, port 53, UDP and TCP (a truncated answer
+ *   is retried over TCP, RFC 7766), through the userspace stack, answering in overlay form;
  * - with `mirrors`, host-side listeners on the mirror 127.X.Y.Z of every VIP and task address
  *   (src/mesh/node-mirror.ts): a VIP is balanced through the router, a task address goes to
  *   that task only;
@@ -19,11 +19,14 @@
  * not share a TCP listening port between processes on Linux, and SO_REUSEPORT would split the
  * connections between agents, which is correct but confusing; an explicit owner is simpler.
  */
+import type { Duplex } from 'node:stream';
 import type { ServiceRoute } from '../cluster/service-types.js';
 import { type DatagramBinder, type DatagramDnsServer, serveDnsOverDatagrams } from '../dns/datagram-server.js';
 import type { UpstreamServer } from '../dns/forwarder.js';
 import { type EmbeddedDns, type ListenAddress, startEmbeddedDns } from '../dns/node-dns-server.js';
 import { EMBEDDED_DNS_ADDRESS } from '../dns/resolv-conf.js';
+import { type TcpServerCounter, serveDnsStream, tcpServerCounters } from '../dns/stream-server.js';
+import type { Counters } from '../lib/counters.js';
 import type { Clock } from '../lib/clock.js';
 import { CatalogError } from '../lib/errors.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
@@ -91,15 +94,25 @@ export class NameService {
   readonly records: MeshDnsRecords;
   readonly dns: EmbeddedDns;
   readonly overlayDns: DatagramDnsServer | undefined;
+  readonly overlayTcpDns: OverlayTcpDns | undefined;
   readonly mirrors: MirrorListeners | undefined;
   readonly overlayVips: OverlayVipListeners | undefined;
   readonly #log: Logger;
   #closed = false;
 
-  private constructor(parts: { records: MeshDnsRecords; dns: EmbeddedDns; overlayDns: DatagramDnsServer | undefined; mirrors: MirrorListeners | undefined; overlayVips: OverlayVipListeners | undefined; log: Logger }) {
+  private constructor(parts: {
+    records: MeshDnsRecords;
+    dns: EmbeddedDns;
+    overlayDns: DatagramDnsServer | undefined;
+    overlayTcpDns: OverlayTcpDns | undefined;
+    mirrors: MirrorListeners | undefined;
+    overlayVips: OverlayVipListeners | undefined;
+    log: Logger;
+  }) {
     this.records = parts.records;
     this.dns = parts.dns;
     this.overlayDns = parts.overlayDns;
+    this.overlayTcpDns = parts.overlayTcpDns;
     this.mirrors = parts.mirrors;
     this.overlayVips = parts.overlayVips;
     this.#log = parts.log;
@@ -131,9 +144,11 @@ export class NameService {
       throw error;
     }
     let overlayDns: DatagramDnsServer | undefined;
+    let overlayTcpDns: OverlayTcpDns | undefined;
     if (o.overlay) {
       try {
         overlayDns = serveDnsOverDatagrams(o.overlay.udp, dns.resolver, { port: 53, view: 'overlay' });
+        overlayTcpDns = listenTcpDns(o.overlay.tcpSockets, o.overlay.nodeAddress, dns, o.clock);
         log.info({ address: formatIpv4Address(o.overlay.nodeAddress), port: 53 }, 'embedded DNS listening on the overlay');
       } catch (error) {
         log.warn({ err: error }, 'Cannot serve DNS on the overlay');
@@ -154,7 +169,7 @@ export class NameService {
         })
       : undefined;
     await mirrors?.settled();
-    return new NameService({ records, dns, overlayDns, mirrors, overlayVips, log });
+    return new NameService({ records, dns, overlayDns, overlayTcpDns, mirrors, overlayVips, log });
   }
 
   /** Where host processes ask (127.0.0.11:53, or the fallback). */
@@ -175,6 +190,7 @@ export class NameService {
     return (
       renderCounters(this.dns.counters(), labels) +
       (this.overlayDns ? renderCounters(this.overlayDns.counters.snapshot(), labels) : '') +
+      (this.overlayTcpDns ? renderCounters(this.overlayTcpDns.counters.snapshot(), { ...labels, path: 'overlay' }) : '') +
       (this.mirrors ? renderCounters(this.mirrors.counters.snapshot(), labels) + renderCounters(this.mirrors.taskRelayCounters.snapshot(), { ...labels, path: 'mirror' }) : '') +
       (this.overlayVips ? renderCounters(this.overlayVips.counters.snapshot(), labels) : '')
     );
@@ -187,10 +203,49 @@ export class NameService {
     await this.mirrors?.close();
     this.overlayVips?.close();
     this.overlayDns?.close();
+    this.overlayTcpDns?.close();
     await this.dns.close();
     this.records.close();
     this.#log.info('Names stopped');
   }
+}
+
+/** DNS over the overlay's userspace TCP on the node's address, port 53. */
+export interface OverlayTcpDns {
+  readonly counters: Counters<TcpServerCounter>;
+  close(): void;
+}
+
+/** Connections at once on the overlay's DNS over TCP; more are closed at accept (RFC 7766 §6.2.2). */
+const OVERLAY_DNS_TCP_MAX_CONNECTIONS = 64;
+
+/** Throws what `sockets.listen` throws (port 53 already listened on at that address). */
+function listenTcpDns(sockets: OverlayTcpSockets, address: Ipv4Address, dns: EmbeddedDns, clock: Clock): OverlayTcpDns {
+  const counters = tcpServerCounters();
+  const open = new Set<Duplex>();
+  const listener = sockets.listen(
+    53,
+    (socket) => {
+      if (open.size >= OVERLAY_DNS_TCP_MAX_CONNECTIONS) {
+        counters.inc('dns_tcp_connections_rejected');
+        socket.destroy();
+        return;
+      }
+      counters.inc('dns_tcp_connections');
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+      const peer = socket as Duplex & { remoteAddress?: string; remotePort?: number };
+      serveDnsStream(socket, { address: peer.remoteAddress ?? '', port: peer.remotePort ?? 0, view: 'overlay' }, { handler: dns.resolver, clock, counters, idleTimeoutMs: 10_000, maxInFlight: 32 });
+    },
+    { address },
+  );
+  return {
+    counters,
+    close: () => {
+      listener.close();
+      for (const s of open) s.destroy();
+    },
+  };
 }
 
 /** The routes in endpoint mode `vip` with a usable VIP, as the mesh's listeners need them. */

@@ -74,6 +74,7 @@ describeInterop('agent: names from a kernel VXLAN namespace (dig and curl agains
     expect(await digShort(kernel, '100.64.11.2', 'web')).toEqual(['100.64.11.254']);
     expect(await digShort(kernel, '100.64.11.2', 'tasks.web')).toEqual(['100.64.11.130', '100.64.11.131']);
     expect(await digShort(kernel, '100.64.11.2', '-x', '100.64.11.254')).toEqual(['web.']);
+    expect(await digShort(kernel, '100.64.11.2', '+tcp', 'tasks.web')).toEqual(['100.64.11.130', '100.64.11.131']);
   });
 
   it('curl from the kernel namespace to the VIP reaches both tasks', async () => {

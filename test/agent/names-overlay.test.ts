@@ -7,6 +7,7 @@
  *   OverlayTaskListeners, and stands in for any overlay client (a task, a kernel VXLAN host):
  *   it asks A's DNS and connects to the VIP with its own userspace TCP.
  */
+import dgram from 'node:dgram';
 import { type Server, createServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +104,46 @@ function overlayDig(b: Node, name: string, type: Parameters<typeof query>[1] = '
   });
 }
 
+/** One DNS query over B's userspace TCP to A's DNS (RFC 7766 framing): the decoded answer. */
+function overlayDigTcp(b: Node, name: string): Promise<ReturnType<typeof decode>> {
+  return new Promise((resolve, reject) => {
+    const socket: Duplex = b.tcp.sockets.connect({ address: '100.64.10.2', port: 53 });
+    let got = Buffer.alloc(0);
+    socket.once('error', reject);
+    socket.on('data', (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+      if (got.length >= 2 && got.length >= 2 + got.readUInt16BE(0)) {
+        socket.end();
+        resolve(decode(got.subarray(2, 2 + got.readUInt16BE(0))));
+      }
+    });
+    socket.once('connect', () => {
+      const q = query(name, 'A');
+      const framed = Buffer.alloc(q.length + 2);
+      framed.writeUInt16BE(q.length, 0);
+      q.copy(framed, 2);
+      socket.write(framed);
+    });
+  });
+}
+
+/** One A query from a host process to A's host-side DNS over node:dgram: the decoded answer. */
+function hostDig(name: string): Promise<ReturnType<typeof decode>> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket('udp4');
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no DNS answer for ${name}`));
+    }, 3000);
+    socket.on('message', (m) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(decode(m));
+    });
+    socket.send(query(name, 'A'), 24430, HOST);
+  });
+}
+
 describe('agent: names on the overlay', () => {
   let a: Node;
   let b: Node;
@@ -161,6 +202,11 @@ describe('agent: names on the overlay', () => {
     expect(names.metrics()).toMatch(/dns_overlay_udp_tx [1-9]/);
   });
 
+  it('answers DNS over the overlay’s TCP too (where a truncated answer is retried)', async () => {
+    expect((answersOf(await overlayDigTcp(b, 'tasks.web')) as string[]).sort()).toEqual(['100.64.10.130', '100.64.10.131']);
+    expect(names.overlayTcpDns!.counters.get('dns_tcp_rx_messages')).toBe(1);
+  });
+
   it('answers for the VIP on the overlay and balances connections to it over both tasks, local and remote', async () => {
     expect(names.overlayVips!.listening()).toEqual([{ address: '100.64.10.254', port: TARGET, service: 'web' }]);
     const seen = new Set<string>();
@@ -175,6 +221,14 @@ describe('agent: names on the overlay', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 30 && seen.size < 2; i++) seen.add((JSON.parse((await httpGet('127.64.10.254', TARGET, '/')).body) as { task: string }).task);
     expect([...seen].sort()).toEqual([T1, T2].sort());
+  });
+
+  it('a host process resolves the service and fetches through the VIP’s mirror while its only task runs on another node', async () => {
+    a.table.setHealth('web', T1, 'unhealthy');
+    expect(answersOf(await hostDig('web'))).toEqual(['127.64.10.254']);
+    expect(answersOf(await hostDig('tasks.web'))).toEqual(['127.64.10.131']);
+    for (let i = 0; i < 5; i++) expect(JSON.parse((await httpGet('127.64.10.254', TARGET, '/')).body)).toEqual({ task: T2 });
+    a.table.setHealth('web', T1, 'none');
   });
 
   it('stops answering for a VIP whose service is gone', async () => {
