@@ -102,6 +102,8 @@ export class Dispatcher {
   readonly #maxWaits: number;
   readonly #maxNodes: number;
   readonly #nodes = new Map<string, NodeState>();
+  /** The last snapshot and the store index it was read at (when the reader has one), until changed(). */
+  #cache: { readonly index: number; readonly snapshot: Snapshot } | undefined;
   #nextIndex: number;
   #closed = false;
 
@@ -124,6 +126,7 @@ export class Dispatcher {
 
   /** The store changed: answers every poll whose node's set changed. Call after each commit. */
   changed(): void {
+    this.#cache = undefined;
     if (this.#closed) return;
     let snapshot: Snapshot | undefined;
     for (const [nodeId, node] of this.#nodes) {
@@ -243,7 +246,20 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Every poll and every change needs the whole task table, and a store read copies it: when
+   * the reader is a Store (it has an `index`), a snapshot serves until the index moves or
+   * changed() is called (a Store.clear() does not move the index; the Manager calls changed()).
+   */
   #snapshot(): Snapshot {
+    const index = (this.#o.reader as { readonly index?: unknown }).index;
+    if (typeof index === 'number' && this.#cache?.index === index) return this.#cache.snapshot;
+    const snapshot = this.#read();
+    this.#cache = typeof index === 'number' ? { index, snapshot } : undefined;
+    return snapshot;
+  }
+
+  #read(): Snapshot {
     const reader = this.#o.reader;
     const ingress = ingressOf(reader);
     const services = new Map(reader.list<ServiceRecord>('service').map((s) => [s.ID, s]));

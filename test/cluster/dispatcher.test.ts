@@ -105,6 +105,26 @@ describe('Dispatcher.assignments', () => {
     expect(d.assignments('node1').Index).not.toBe(a.Index);
   });
 
+  it('reads the store again only when its index moved or changed() was called', () => {
+    const { store, d } = world();
+    let reads = 0;
+    const counting = { get: store.get.bind(store), list: <T>(k: Parameters<FakeTx['list']>[0]): T[] => (reads++, store.list<T>(k)), index: 0 };
+    const cached = new Dispatcher({ clock: new ManualClock(), reader: counting });
+    cached.assignments('node1');
+    const perSnapshot = reads;
+    cached.assignments('node1');
+    cached.assignments('node2');
+    expect(reads).toBe(perSnapshot);
+    putTask(store, 't1');
+    expect(cached.assignments('node1').Tasks).toEqual([]); // same index: the snapshot stands
+    counting.index = 1;
+    expect(cached.assignments('node1').Tasks.map((t) => t.TaskID)).toEqual(['t1']);
+    store.delete('task', 't1');
+    cached.changed();
+    expect(cached.assignments('node1').Tasks).toEqual([]);
+    expect(d.assignments('node1').Tasks).toEqual([]);
+  });
+
   it('starts from firstIndex', () => {
     const d = new Dispatcher({ clock: new ManualClock(), reader: new FakeTx(), firstIndex: 1_700_000_000_000 });
     expect(d.assignments('n').Index).toBe(1_700_000_000_000);
@@ -227,9 +247,10 @@ describe('applyStatusUpdates', () => {
 
   function withTask(state: TaskState = 'assigned'): FakeTx {
     const tx = new FakeTx();
-    tx.index = 7;
     tx.put('network', INGRESS_ID, ingressNetworkRecord(INGRESS_ID, T0));
     putTask(tx, 't1', { state });
+    // A transaction's index is fixed while it runs; the fake moves it on each write.
+    tx.index = 7;
     return tx;
   }
 

@@ -1,6 +1,8 @@
 /**
  * A store transaction over plain maps, for tests of the functions that run inside one
  * (networks, dispatcher status updates). Values are copied in and out like the real store's.
+ * Every write moves `index`, as every commit moves a real store's, so it also stands in for a
+ * Store that readers (the Dispatcher) watch.
  */
 import type { StoreKind, StoreTx } from '../../src/cluster/store.js';
 
@@ -20,9 +22,11 @@ export class FakeTx implements StoreTx {
     let table = this.tables.get(kind);
     if (!table) this.tables.set(kind, (table = new Map()));
     table.set(id, structuredClone(value));
+    this.index++;
   }
 
   delete(kind: StoreKind, id: string): void {
     this.tables.get(kind)?.delete(id);
+    this.index++;
   }
 }
