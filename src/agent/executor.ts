@@ -40,8 +40,14 @@
  * `/bin/sh -c`, `["NONE"]` disables. Checks start once the task is reachable, the first one at
  * once (Docker waits one Interval: with its 30 s default, a task would take 30 s to enter the
  * mesh). A pass → `health(…, 'healthy')` (and `running` the first time); Retries consecutive
- * failures outside StartPeriod → `health(…, 'unhealthy')`: the task keeps running, out of the
- * mesh, and a later pass brings it back.
+ * failures outside StartPeriod → `health(…, 'unhealthy')`, and then, as Swarm does (moby
+ * daemon/cluster/executor/container/controller.go: `checkHealth` → `Shutdown`,
+ * ErrContainerUnhealthy), the task is stopped and fails with `task: non-zero exit (143):
+ * dockerexec: unhealthy container`, so the manager's restart policy replaces it. (Moby reports
+ * such a task `complete` when it happens to exit 0 on SIGTERM; a task killed for being
+ * unhealthy failed, so here it always is `failed`.) With `unhealthy: 'keep'` the task keeps
+ * running instead, out of the mesh, as a standalone Docker container does, and a later pass
+ * brings it back.
  *
  * Logs: each stdout/stderr line (cut at 16 KiB) goes to `events.logs` in batches, at most one
  * call per 100 ms and at most 1000 lines pending (further lines until the next batch are
@@ -102,6 +108,8 @@ export interface ExecutorOptions {
   readonly readyTimeoutMs?: number;
   /** Log batching period (100 ms). */
   readonly logBatchMs?: number;
+  /** What an unhealthy task becomes: `fail` (stopped and failed, Swarm's way; the default) or `keep` (left running, out of the mesh). */
+  readonly unhealthy?: 'fail' | 'keep';
 }
 
 /** What `tasks()` shows of one task. */
@@ -173,6 +181,8 @@ interface Run {
   /** The running event was sent (and no removed event since). */
   published: boolean;
   stopRequested: boolean;
+  /** Stopped because its health check failed (Swarm's ErrContainerUnhealthy). */
+  unhealthyStop: boolean;
   readonly logs: TaskLogLine[];
   /** Settles once the task is in a terminal state and its process gone. */
   done: Promise<void>;
@@ -272,6 +282,7 @@ export class Executor {
       checker: undefined,
       published: false,
       stopRequested: false,
+      unhealthyStop: false,
       logs: [],
       done: Promise.resolve(),
     };
@@ -427,10 +438,17 @@ export class Executor {
   }
 
   #onHealth(run: Run, health: Health): void {
-    if (run.stopRequested || TERMINAL.has(run.state)) return;
+    if (run.stopRequested || run.unhealthyStop || TERMINAL.has(run.state)) return;
     run.health = health;
     if (health === 'healthy') this.#report(run, 'running', 'started', run.pid !== undefined ? { PID: run.pid } : {});
     if (run.published) this.#emit(() => this.#o.events.health(run.assignment.TaskID, run.assignment.ServiceName, health));
+    if (health === 'unhealthy' && this.#o.unhealthy !== 'keep' && run.proc) {
+      run.unhealthyStop = true;
+      run.checker?.close();
+      run.checker = undefined;
+      this.#log.warn({ task: run.assignment.TaskID, service: run.assignment.ServiceName }, 'Task unhealthy; stopping it');
+      void run.proc.stop(stopGraceOf(run.assignment), stopSignalOf(run.assignment.Spec.ContainerSpec.StopSignal));
+    }
   }
 
   /** One health check: the command exits 0 (healthy) or not; output beyond HEALTH_OUTPUT_BYTES is dropped. */
@@ -465,6 +483,11 @@ export class Executor {
     if (run.stopRequested) {
       log.info({ exitCode: run.exitCode }, 'Task stopped');
       this.#finish(run, 'shutdown', 'shutdown', withCode);
+    } else if (run.unhealthyStop) {
+      this.counters.inc('executor_tasks_failed');
+      log.warn({ exitCode: run.exitCode }, 'Task stopped as unhealthy');
+      const code = run.exitCode ?? 0;
+      this.#finish(run, 'failed', 'failed', { ...withCode, Err: `${code !== 0 ? `task: non-zero exit (${code}): ` : ''}dockerexec: unhealthy container` });
     } else if (exit.error && run.pid === undefined) {
       // Never ran (ENOENT, EACCES… after the checks of preparing passed: a race with the file system).
       this.counters.inc('executor_tasks_failed');
@@ -488,9 +511,7 @@ export class Executor {
       run.checker?.close();
       run.checker = undefined;
       this.#unpublish(run);
-      const spec = a.Spec.ContainerSpec;
-      const graceMs = spec.StopGracePeriod !== undefined && spec.StopGracePeriod >= 0 ? spec.StopGracePeriod / 1e6 : DEFAULT_STOP_GRACE_MS;
-      void run.proc?.stop(graceMs, stopSignalOf(spec.StopSignal));
+      void run.proc?.stop(stopGraceOf(a), stopSignalOf(a.Spec.ContainerSpec.StopSignal));
     }
     // Finished (or rejected) and no longer wanted: forget it once it is quite done.
     if (TERMINAL.has(run.state)) this.#forget(run);
@@ -614,6 +635,12 @@ function parseEnv(list: readonly string[]): Record<string, string> {
     if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return env;
+}
+
+/** ContainerSpec.StopGracePeriod (ns) in ms, Docker's 10 s when absent. */
+function stopGraceOf(a: TaskAssignment): number {
+  const ns = a.Spec.ContainerSpec.StopGracePeriod;
+  return ns !== undefined && ns >= 0 ? ns / 1e6 : DEFAULT_STOP_GRACE_MS;
 }
 
 function stopSignalOf(name: string | undefined): NodeJS.Signals {

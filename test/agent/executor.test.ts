@@ -35,7 +35,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function executor(extra: Partial<ExecutorEvents> = {}): { ex: Executor; seen: Seen } {
+function executor(extra: Partial<ExecutorEvents> = {}, options: { unhealthy?: 'fail' | 'keep' } = {}): { ex: Executor; seen: Seen } {
   const seen: Seen = { status: [], logs: [], logCalls: 0, running: [], health: [], exited: [], removed: [] };
   const ex = new Executor({
     nodeName: 'n1',
@@ -43,6 +43,7 @@ function executor(extra: Partial<ExecutorEvents> = {}): { ex: Executor; seen: Se
     publishHost: PUBLISH_HOST,
     clock,
     logger: silentLogger,
+    ...options,
     events: {
       status: (u) => seen.status.push(u),
       logs: (lines) => {
@@ -220,8 +221,23 @@ describe('Executor: a task from an assignment set', () => {
 });
 
 describe('Executor: health checks', () => {
-  it('a failing CMD-SHELL check keeps the task starting, then unhealthy; the process keeps running', async () => {
+  it('a failing CMD-SHELL check keeps the task starting; once unhealthy it is stopped and failed, as Swarm does', async () => {
     const { ex, seen } = executor();
+    const t = task('t-sick', { Image: 'shoal/whoami', Healthcheck: { Test: ['CMD-SHELL', 'exit 1'], Interval: 50_000_000, Retries: 2 } }, { ports: [ingressPort(80, 24226)] });
+    ex.reconcile(set(t));
+    await waitFor(() => last(seen, 't-sick')?.State === 'failed', 20_000, 'failed');
+    expect(statesOf(seen, 't-sick')).toEqual(['accepted', 'preparing', 'starting', 'failed']);
+    // whoami exits 0 on SIGTERM; a non-zero exit would read `task: non-zero exit (N): dockerexec: unhealthy container`.
+    expect(last(seen, 't-sick')).toMatchObject({ Err: 'dockerexec: unhealthy container', ExitCode: 0 });
+    expect(seen.running).toEqual([expect.objectContaining({ taskId: 't-sick', health: 'starting' })]);
+    expect(seen.health).toEqual([['t-sick', 'unhealthy']]);
+    expect(seen.exited).toEqual(['t-sick']);
+    expect(ex.tasks()[0]).toMatchObject({ state: 'failed', health: 'unhealthy', err: 'dockerexec: unhealthy container' });
+    expect(isAlive(ex.tasks()[0]!.pid!)).toBe(false);
+  });
+
+  it('with unhealthy: keep, a failing check leaves the task starting and unhealthy, its process running', async () => {
+    const { ex, seen } = executor({}, { unhealthy: 'keep' });
     const t = task('t-sick', { Image: 'shoal/whoami', Healthcheck: { Test: ['CMD-SHELL', 'echo nope; exit 1'], Interval: 50_000_000, Timeout: 5_000_000_000, Retries: 2 } }, { ports: [ingressPort(80, 24223)] });
     ex.reconcile(set(t));
     await waitFor(() => seen.health.some(([, h]) => h === 'unhealthy'), 20_000, 'unhealthy');
