@@ -4,6 +4,7 @@ import { createNetworkIn, ingressNetworkRecord, resolveNetworkIn } from '../../s
 import type { AssignmentSet, NetworkRecord, TaskRecord, TaskState, TaskStatusUpdate } from '../../src/cluster/service-types.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import { CapacityError, ClosedError } from '../../src/lib/errors.js';
+import { MemoryStore } from '../../src/cluster/store.js';
 import { FakeTx } from '../helpers/fake-store.js';
 import { T0, serviceRecord, taskRecord } from '../helpers/service-records.js';
 
@@ -185,6 +186,31 @@ describe('Dispatcher.wait', () => {
     await expect(pending).rejects.toBeInstanceOf(ClosedError);
     await expect(d.wait('node1', since, 30_000)).rejects.toBeInstanceOf(ClosedError);
     expect(clock.pendingTimers).toBe(0);
+  });
+});
+
+describe('Dispatcher over a real store', () => {
+  it('a poll held across commits wakes on the commit that concerns its node', async () => {
+    const store = new MemoryStore();
+    const clock = new ManualClock();
+    const d = new Dispatcher({ clock, reader: store });
+    await store.update((tx) => tx.put('network', INGRESS_ID, ingressNetworkRecord(INGRESS_ID, T0)));
+    await store.update((tx) => tx.put('service', 'svc1', serviceRecord('svc1', 'web')));
+    const since = d.assignments('node1').Index;
+    let got: AssignmentSet | undefined;
+    void d.wait('node1', since, 30_000).then((s) => (got = s));
+    await store.update((tx) => tx.put('task', 'x', taskRecord('x', { nodeId: 'node2', serviceId: 'svc1' })));
+    d.changed();
+    await settle();
+    expect(got).toBeUndefined();
+    await store.update((tx) => tx.put('task', 't1', taskRecord('t1', { nodeId: 'node1', serviceId: 'svc1' })));
+    // Even without changed(), a later read sees the new index…
+    expect(d.assignments('node1').Tasks.map((t) => t.TaskID)).toEqual(['t1']);
+    // …and changed() answers the held poll.
+    d.changed();
+    await settle();
+    expect(got?.Tasks.map((t) => t.TaskID)).toEqual(['t1']);
+    d.close();
   });
 });
 
