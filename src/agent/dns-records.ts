@@ -30,6 +30,7 @@ interface RouteEntry {
   /** The name as the table's rows spell it. */
   readonly tableName: string;
   readonly ports: readonly ServicePort[];
+  readonly vip?: string;
 }
 
 export class MeshDnsRecords implements DnsRecords {
@@ -66,8 +67,10 @@ export class MeshDnsRecords implements DnsRecords {
         if (ports.some((q) => q.protocol === p.Protocol && q.port === p.TargetPort)) continue;
         ports.push({ protocol: p.Protocol, port: p.TargetPort, ...(p.Name !== undefined && p.Name !== '' && { name: p.Name }) });
       }
-      next.set(name, { route, tableName: route.Name, ports });
-      if (route.EndpointMode === 'vip' && route.VirtualIP) vips.set(route.VirtualIP, name);
+      // "100.64.0.130", or as the API shows VirtualIPs, "100.64.0.130/24".
+      const vip = route.VirtualIP?.split('/')[0];
+      next.set(name, { route, tableName: route.Name, ports, ...(vip && { vip }) });
+      if (route.EndpointMode === 'vip' && vip) vips.set(vip, name);
     }
     this.#routes = next;
     this.#vips = vips;
@@ -85,7 +88,7 @@ export class MeshDnsRecords implements DnsRecords {
       return {
         name,
         endpointMode: entry.route.EndpointMode,
-        ...(entry.route.EndpointMode === 'vip' && entry.route.VirtualIP !== undefined && { vip: entry.route.VirtualIP }),
+        ...(entry.route.EndpointMode === 'vip' && entry.vip !== undefined && { vip: entry.vip }),
         get ports() {
           return withRowPorts(entry.ports, rowsOf());
         },

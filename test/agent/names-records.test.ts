@@ -107,8 +107,9 @@ describe('MeshDnsRecords over the endpoint table', () => {
     const { table, records, ask } = setup();
     table.upsertLocal(task('n1', 'q1w2e3r4t5y6u7i8o9p0a1s2d', { service: 'api', overlayAddress: IP('100.64.9.150') }));
     expect(answersOf(ask('api'))).toEqual(['127.64.9.150']);
-    records.setServices([WEB, DB, { ID: 'svc3', Name: 'api', EndpointMode: 'vip', VirtualIP: '100.64.9.252', Ports: [] }]);
+    records.setServices([WEB, DB, { ID: 'svc3', Name: 'API', EndpointMode: 'vip', VirtualIP: '100.64.9.252/24', Ports: [] }]);
     expect(answersOf(ask('api'))).toEqual(['127.64.9.252']);
+    expect(answersOf(ask('252.9.64.127.in-addr.arpa', 'PTR'), 'PTR')).toEqual(['api']);
     records.setServices([WEB]);
     expect(ask('db').rcode).toBe('NOERROR'); // its rows still exist: dnsrr until they go
     table.deleteLocal('db', T3);
