@@ -4,9 +4,12 @@
  * - the overlay presence: the VTEP on the data path port and this host's interface on the
  *   ingress network, with the userspace TCP on it;
  * - the gossip (SWIM, memberlist's wire format) on the gossip port, carrying the endpoint table;
- * - the routing mesh from the catalog file (until the control plane schedules tasks): ingress
- *   listeners on every published port, this node's tasks, their health, the relay;
- * - the swarm side (issue 7): membership, tokens, the manager role.
+ * - the routing mesh (NodeMesh): ingress listeners on every published port, this node's tasks
+ *   in the endpoint table, their health, the relay; its sources are the catalog file
+ *   (CatalogMesh) and the swarm's services, whose tasks the executor runs;
+ * - names (NameService): the embedded DNS, VIPs on the overlay, the host-side mirrors;
+ * - the swarm side (issues 7, 8): membership, tokens, the manager role, and the dispatcher
+ *   session that hands this node's assignments to the executor and reports back.
  *
  * Only this folder touches real time, sockets and files.
  */
@@ -22,12 +25,19 @@ import { type Member, type MemberEvent, Memberlist } from '../gossip/memberlist.
 import { NodeTransport } from '../gossip/node-transport.js';
 import { meshGossipDelegate, meshReplicationOf } from '../mesh/gossip-delegate.js';
 import { overlayPeerTarget } from '../mesh/overlay-peers.js';
+import { UdpLayer } from '../netstack/udp.js';
+import type { AssignmentSet } from '../cluster/service-types.js';
 import { type Catalog, DEFAULT_SUBNET, DEFAULT_VNI, loadCatalog } from './catalog.js';
-import { CatalogMesh } from './catalog-mesh.js';
+import { CatalogMesh, catalogServices } from './catalog-mesh.js';
 import { MembershipLiveness } from './cluster-liveness.js';
 import { ClusterNode } from './cluster-node.js';
 import { type AgentSettings, nodeOverlayAddress } from './config.js';
+import { DispatcherSession } from './dispatcher-session.js';
+import { Executor } from './executor.js';
+import { NameService, catalogRoutes, defaultDnsFallback } from './names.js';
+import { NodeMesh } from './node-mesh.js';
 import { OverlayNode, parseCidr } from './overlay-node.js';
+import { swarmMeshServices } from './swarm-routes.js';
 
 /** Upstream connect timeout of the mesh: a crashed node's tasks cost a connection this long until the gossip declares it dead. */
 const MESH_CONNECT_TIMEOUT_MS = 1000;
@@ -52,18 +62,38 @@ export class Agent {
   readonly overlay: OverlayNode;
   readonly tcp: AttachedTcp;
   readonly gossip: Memberlist;
-  readonly mesh: CatalogMesh | undefined;
+  readonly mesh: NodeMesh;
+  readonly catalog: CatalogMesh | undefined;
+  readonly names: NameService;
+  readonly executor: Executor;
   readonly cluster: ClusterNode;
+  readonly session: DispatcherSession;
   readonly #logger: Logger;
   #joining = true;
 
-  private constructor(parts: { config: AgentConfig; overlay: OverlayNode; tcp: AttachedTcp; gossip: Memberlist; mesh: CatalogMesh | undefined; cluster: ClusterNode; logger: Logger }) {
+  private constructor(parts: {
+    config: AgentConfig;
+    overlay: OverlayNode;
+    tcp: AttachedTcp;
+    gossip: Memberlist;
+    mesh: NodeMesh;
+    catalog: CatalogMesh | undefined;
+    names: NameService;
+    executor: Executor;
+    cluster: ClusterNode;
+    session: DispatcherSession;
+    logger: Logger;
+  }) {
     this.config = parts.config;
     this.overlay = parts.overlay;
     this.tcp = parts.tcp;
     this.gossip = parts.gossip;
     this.mesh = parts.mesh;
+    this.catalog = parts.catalog;
+    this.names = parts.names;
+    this.executor = parts.executor;
     this.cluster = parts.cluster;
+    this.session = parts.session;
     this.#logger = parts.logger;
   }
 
@@ -88,21 +118,27 @@ export class Agent {
       { clock, logger },
     );
     const tcp = attachTcp(overlay.iface, { clock, rng });
-    const mesh =
+    const meshOverlay = { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni) };
+    const vtep = { address: s.advertiseAddr, port: s.dataPathPort };
+    const catalogMesh =
       catalog &&
-      (await CatalogMesh.start({
-        catalog,
-        nodeName: s.nodeName,
-        listenHost: s.listenAddr,
-        vtep: { address: s.advertiseAddr, port: s.dataPathPort },
-        clock,
-        rng,
-        logger,
-        connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS,
-        overlay: { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni) },
-      }));
+      (await CatalogMesh.start({ catalog, nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay }));
+    const mesh =
+      catalogMesh?.node ??
+      (await NodeMesh.start({ nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay, vni: network.vni }));
+    const names = await NameService.start({
+      table: mesh.table,
+      router: mesh.router,
+      overlay: { iface: overlay.iface, udp: new UdpLayer(overlay.iface), tcpSockets: tcp.sockets, nodeAddress: overlayAddr.address },
+      dns: s.dnsAddr ?? defaultDnsFallback(s.listenAddr),
+      mirrors: s.mirrors,
+      clock,
+      logger,
+    });
+    const fromCatalog = { services: catalog ? catalogServices(catalog) : [], routes: catalog ? catalogRoutes(catalog) : [] };
+    names.setServices(fromCatalog.routes);
     const transport = await NodeTransport.bind({ host: s.listenAddr, port: s.gossipPort, clock, advertiseHost: s.advertiseAddr });
-    const meshDelegate = mesh && meshGossipDelegate(mesh.table);
+    const meshDelegate = meshGossipDelegate(mesh.table);
     // The manager's node status follows the gossip: dead or left → Down, alive → Ready.
     const liveness = new MembershipLiveness();
     const gossip = Memberlist.create({
@@ -116,15 +152,38 @@ export class Agent {
         ...meshDelegate,
         notifyEvent: (event: MemberEvent) => {
           logMemberEvent(logger, event);
-          meshDelegate?.notifyEvent(event);
+          meshDelegate.notifyEvent(event);
           liveness.notifyEvent(event);
         },
       },
     });
-    mesh?.table.setReplication(meshReplicationOf(gossip));
+    mesh.table.setReplication(meshReplicationOf(gossip));
     const cluster = await ClusterNode.start({ dataDir: config.dataDir, advertiseAddr: s.advertiseAddr, nodeName: s.nodeName, logger });
     cluster.attachLiveness(liveness);
-    const agent = new Agent({ config, overlay, tcp, gossip, mesh, cluster, logger });
+    // The swarm's tasks: the dispatcher session hands this node's assignments to the executor,
+    // whose tasks enter the mesh; the swarm's services join the catalog's on every node.
+    const session: DispatcherSession = new DispatcherSession({ link: () => cluster.dispatcher(), onAssignments: (set) => onAssignments(set), logger });
+    const executor = new Executor({
+      nodeName: s.nodeName,
+      publishHost: s.listenAddr,
+      clock,
+      logger,
+      events: {
+        status: (u) => session.report(u),
+        logs: (lines) => session.logs(lines),
+        running: (t) => mesh.taskRunning(t),
+        health: (taskId, service, health) => mesh.setTaskHealth(service, taskId, health),
+        exited: (taskId, service) => mesh.taskExited(service, taskId),
+        removed: (taskId, service) => mesh.taskRemoved(service, taskId),
+      },
+    });
+    const onAssignments = (set: AssignmentSet): void => {
+      void mesh.setServices([...fromCatalog.services, ...swarmMeshServices(set.Services)]);
+      names.setServices([...fromCatalog.routes, ...set.Services]);
+      executor.reconcile(set);
+    };
+    const agent = new Agent({ config, overlay, tcp, gossip, mesh, catalog: catalogMesh, names, executor, cluster, session, logger });
+    session.start();
     // A swarm member gossips with its managers' hosts, as Swarm's nodes find each other
     // through the managers: at start (a restarted member) and whenever it inits or joins.
     const managerSeeds = (managers: readonly string[]): string[] => managers.map((m) => `${m.replace(/:\d+$/, '')}:${s.gossipPort}`);
@@ -173,7 +232,10 @@ export class Agent {
       renderCounters(this.overlay.iface.counters.snapshot(), labels) +
       renderCounters(this.tcp.stack.counters.snapshot(), labels) +
       renderCounters(this.gossip.counters.snapshot(), labels) +
-      (this.mesh?.metrics(labels) ?? '') +
+      this.mesh.metrics(labels) +
+      this.names.metrics(labels) +
+      renderCounters(this.executor.counters.snapshot(), labels) +
+      renderCounters(this.session.counters(), labels) +
       renderCounters(this.cluster.counters(), labels)
     );
   }
@@ -184,11 +246,12 @@ export class Agent {
    */
   async close(): Promise<void> {
     this.#joining = false;
-    if (this.mesh) {
-      this.mesh.withdraw();
-      await sleep(DRAIN_MS);
-      await this.mesh.close();
-    }
+    await this.session.close();
+    (this.catalog ?? this.mesh).withdraw();
+    await sleep(DRAIN_MS);
+    await this.names.close();
+    await this.executor.close();
+    await (this.catalog ?? this.mesh).close();
     await this.gossip.leave(LEAVE_TIMEOUT_MS).catch((error: unknown) => this.#logger.info({ err: error }, 'leave not confirmed by any member (none left to tell?)'));
     // leave() resolves when the last transmission is handed out, not sent: closing the socket
     // at once drops it. One more gossip round lets it (and the tombstones before it) go out.

@@ -30,6 +30,10 @@ export interface AgentSettings {
   readonly apiSocket: string | undefined;
   readonly apiTcp: string | undefined;
   readonly dataDir: string | undefined;
+  /** Host-side DNS when 127.0.0.11:53 cannot be bound; undefined: `<listen-addr>:8053` (names.ts). */
+  readonly dnsAddr: UdpEndpoint | undefined;
+  /** Serve the 127.X.Y.Z mirrors of overlay addresses (one agent per host should). */
+  readonly mirrors: boolean;
 }
 
 /** Every setting: its flag (and YAML key), whether it repeats, and how its text is checked. */
@@ -48,6 +52,8 @@ const SETTINGS = {
   apiSocket: { flag: 'api-socket', list: false },
   apiTcp: { flag: 'api-tcp', list: false },
   dataDir: { flag: 'data-dir', list: false },
+  dnsAddr: { flag: 'dns-addr', list: false },
+  mirrors: { flag: 'mirrors', list: false },
 } as const;
 export type SettingKey = keyof typeof SETTINGS;
 export const SETTING_FLAGS: readonly string[] = Object.values(SETTINGS).map((s) => s.flag);
@@ -141,6 +147,8 @@ export function resolveSettings(sources: { flags: RawSettings; env: RawSettings;
     apiSocket: one('apiSocket'),
     apiTcp: one('apiTcp'),
     dataDir: one('dataDir'),
+    dnsAddr: one('dnsAddr') === undefined ? undefined : checked('dnsAddr', () => dnsEndpoint(one('dnsAddr')!)),
+    mirrors: checked('mirrors', () => onOff(one('mirrors') ?? 'on')),
   };
 }
 
@@ -154,6 +162,18 @@ function port(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new InvalidArgumentError(`Not a port: ${JSON.stringify(text)}`);
   return n;
+}
+
+function dnsEndpoint(text: string): UdpEndpoint {
+  const endpoint = parseUdpEndpoint(text, 53);
+  if (endpoint.port === 0) throw new InvalidArgumentError(`Not a port in ${JSON.stringify(text)}`);
+  return endpoint;
+}
+
+function onOff(text: string): boolean {
+  if (['on', 'true', '1', 'yes'].includes(text)) return true;
+  if (['off', 'false', '0', 'no'].includes(text)) return false;
+  throw new InvalidArgumentError(`Expected on or off, got ${JSON.stringify(text)}`);
 }
 
 /** A gossip seed as host:port, the gossip port filled in when absent. */

@@ -49,6 +49,8 @@ program
   .option('--api-socket <path>', 'unix socket of the API (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>.sock)')
   .option('--api-tcp <host:port>', 'also serve the API on this loopback TCP address, for docker -H tcp://…')
   .option('--data-dir <path>', "this node's swarm identity and the manager's store (default: $SHOAL_RUN_DIR or $TMPDIR/shoal/<advertise-addr>/)")
+  .option('--dns-addr <host:port>', 'embedded DNS for host processes when 127.0.0.11:53 cannot be bound (default <listen-addr>:8053)')
+  .option('--mirrors <on|off>', 'serve 127.X.Y.Z mirrors of overlay addresses (default on; one agent per host)')
   .action(async (opts: Record<string, unknown>) => {
     const logger = createLogger('shoal-agent');
     const file = typeof opts['config'] === 'string' ? parseConfigFile(await readFile(opts['config'], 'utf8'), opts['config']) : {};
