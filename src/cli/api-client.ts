@@ -36,3 +36,28 @@ export function apiRequest(socketPath: string, method: string, urlPath: string, 
   });
 }
 
+
+/**
+ * A request whose answer is read as it arrives (`logs --follow`): `onData` gets every chunk.
+ * Resolves with the status and, for an error answer, its whole text, once the answer ends;
+ * `signal` cuts the request off (then it resolves as if ended).
+ */
+export function apiStream(
+  socketPath: string,
+  urlPath: string,
+  onData: (chunk: Buffer) => void,
+  signal?: AbortSignal,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method: 'GET', path: urlPath }, (res) => {
+      const status = res.statusCode ?? 0;
+      const errorChunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => (status >= 200 && status < 300 ? onData(c) : errorChunks.push(c)));
+      res.on('end', () => resolve({ status, text: Buffer.concat(errorChunks).toString('utf8') }));
+      res.on('close', () => resolve({ status, text: Buffer.concat(errorChunks).toString('utf8') }));
+    });
+    req.on('error', (error) => (signal?.aborted ? resolve({ status: 200, text: '' }) : reject(new Error(`Cannot reach the agent at ${socketPath}: ${error.message}`))));
+    signal?.addEventListener('abort', () => req.destroy(), { once: true });
+    req.end();
+  });
+}

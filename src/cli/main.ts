@@ -13,6 +13,7 @@ import { startApiServer } from '../api/server.js';
 import { createLogger } from '../lib/logger.js';
 import { apiRequest, defaultApiSocket, defaultDataDir } from './api-client.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerServiceCommands } from './commands/service.js';
 import { registerSwarmCommands } from './commands/swarm.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -116,6 +117,7 @@ program
 
 registerSwarmCommands(program);
 registerNodeCommands(program);
+registerServiceCommands(program);
 
 program.parseAsync().catch((error: unknown) => {
   process.stderr.write(`shoal: ${error instanceof Error ? error.message : String(error)}\n`);
