@@ -61,6 +61,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
 import type { Logger } from '../lib/logger.js';
+import { renderCounters } from '../lib/metrics.js';
 import { parseIpv4Address } from '../wire/address.js';
 import type { Health, PortProtocol } from '../mesh/endpoint-codec.js';
 import { type HealthCheckSpec, HealthChecker } from '../mesh/health.js';
@@ -74,7 +75,7 @@ import {
   type TaskStatusUpdate,
 } from '../cluster/service-types.js';
 import { builtinImageCommand } from './images/index.js';
-import type { LocalTask } from './node-mesh.js';
+import type { LocalTask, NodeMesh } from './node-mesh.js';
 import { type ExitInfo, type TaskStream, TaskProcess, allocatePorts, exitCodeOf, isPortFree, portEnvironment } from './task-process.js';
 
 /** A task as it enters the mesh (NodeMesh.taskRunning). */
@@ -93,6 +94,19 @@ export interface ExecutorEvents {
   exited(taskId: string, service: string): void;
   /** A published task is being stopped or forgotten (NodeMesh.taskRemoved). */
   removed(taskId: string, service: string): void;
+}
+
+/**
+ * The executor's mesh events wired to a NodeMesh, as the agent wires them:
+ * `new Executor({ …, events: { ...meshEvents(mesh), status, logs } })`.
+ */
+export function meshEvents(mesh: Pick<NodeMesh, 'taskRunning' | 'setTaskHealth' | 'taskExited' | 'taskRemoved'>): Pick<ExecutorEvents, 'running' | 'health' | 'exited' | 'removed'> {
+  return {
+    running: (t) => mesh.taskRunning(t),
+    health: (taskId, service, health) => mesh.setTaskHealth(service, taskId, health),
+    exited: (taskId, service) => mesh.taskExited(service, taskId),
+    removed: (taskId, service) => mesh.taskRemoved(service, taskId),
+  };
 }
 
 export interface ExecutorOptions {
@@ -253,6 +267,17 @@ export class Executor {
       health: r.health,
       hostPorts: r.hostPorts,
     }));
+  }
+
+  /** The executor's counters in Prometheus text, and a gauge of the tasks it knows per state. */
+  metrics(labels: Readonly<Record<string, string>> = {}): string {
+    const byState = new Map<TaskState, number>();
+    for (const r of this.#runs.values()) byState.set(r.state, (byState.get(r.state) ?? 0) + 1);
+    const lines = [...byState].map(([state, n]) => {
+      const l = Object.entries({ ...labels, state }).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
+      return `executor_tasks{${l.join(',')}} ${n}\n`;
+    });
+    return renderCounters(this.counters.snapshot(), labels) + (lines.length > 0 ? `# TYPE executor_tasks gauge\n${lines.join('')}` : '');
   }
 
   /** The last TASK_LOG_LINES lines of a task this executor still knows, oldest first. */

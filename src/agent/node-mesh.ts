@@ -33,6 +33,7 @@ import { localTcpConnector } from '../mesh/node-upstream.js';
 import { type OverlayPeerTarget, syncOverlayPeers } from '../mesh/overlay-peers.js';
 import { MeshRouter, type PublishedPort } from '../mesh/router.js';
 import { type OverlayAddresses, type OverlayTcpSockets, OverlayTaskListeners, overlayTcpConnector } from '../mesh/task-listeners.js';
+import type { ServiceRoute } from '../cluster/service-types.js';
 
 export interface NodeMeshOverlay {
   /** This node's own overlay address. */
@@ -89,6 +90,22 @@ export interface LocalTask {
   readonly targets: readonly { readonly protocol: PortProtocol; readonly target: number }[];
   /** `none` (no health check: routable at once) or `starting` (not routable until healthy). */
   readonly health: Health;
+}
+
+/**
+ * The mesh's view of the manager's service routes (AssignmentSet.Services): each service with
+ * its ingress-mode TCP and UDP published ports. Host-mode ports bypass the mesh (the task
+ * itself listens on them, on its node only); SCTP has no listener here.
+ */
+export function meshServices(routes: readonly ServiceRoute[]): MeshService[] {
+  return routes.map((r) => ({
+    name: r.Name,
+    ports: r.Ports.flatMap((p) =>
+      p.PublishMode === 'ingress' && (p.Protocol === 'tcp' || p.Protocol === 'udp') && p.PublishedPort > 0
+        ? [{ service: r.Name, protocol: p.Protocol, published: p.PublishedPort, target: p.TargetPort }]
+        : [],
+    ),
+  }));
 }
 
 /**

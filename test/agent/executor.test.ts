@@ -12,8 +12,8 @@ import { SeededRng } from '../../src/lib/rng.js';
 import type { Health } from '../../src/mesh/endpoint-codec.js';
 import type { AssignmentSet, ContainerSpec, EndpointPort, TaskAssignment, TaskLogLine, TaskState, TaskStatusUpdate } from '../../src/cluster/service-types.js';
 import { TASK_STATES } from '../../src/cluster/service-types.js';
-import { Executor, type ExecutorEvents, type RunningTask, healthOf, rfc3339Nano } from '../../src/agent/executor.js';
-import { NodeMesh } from '../../src/agent/node-mesh.js';
+import { Executor, type ExecutorEvents, type RunningTask, healthOf, meshEvents, rfc3339Nano } from '../../src/agent/executor.js';
+import { NodeMesh, meshServices } from '../../src/agent/node-mesh.js';
 import { httpGet, waitFor } from '../mesh/mesh-helpers.js';
 
 const TASK_HOST = '127.0.0.114';
@@ -312,18 +312,26 @@ describe('Executor wired to a NodeMesh', () => {
     const LISTEN = '127.0.0.117';
     const mesh = await NodeMesh.start({ nodeName: 'n1', listenHost: LISTEN, vtep: { address: LISTEN, port: 4789 }, clock, rng: new SeededRng(1), vni: 4096, connectTimeoutMs: 1000 });
     cleanups.push(() => mesh.close());
-    await mesh.setServices([{ name: 'web', ports: [{ service: 'web', protocol: 'tcp', published: 24225, target: 80 }] }]);
-    const { ex, seen } = executor({
-      running: (t) => mesh.taskRunning(t),
-      health: (taskId, service, h) => mesh.setTaskHealth(service, taskId, h),
-      exited: (taskId, service) => mesh.taskExited(service, taskId),
-      removed: (taskId, service) => mesh.taskRemoved(service, taskId),
-    });
+    const routes = [
+      {
+        ID: 'svc-web',
+        Name: 'web',
+        EndpointMode: 'vip' as const,
+        VirtualIP: '100.64.0.2',
+        Ports: [ingressPort(80, 24225), { Protocol: 'tcp' as const, TargetPort: 81, PublishedPort: 24227, PublishMode: 'host' as const }, { Protocol: 'sctp' as const, TargetPort: 82, PublishedPort: 24228, PublishMode: 'ingress' as const }],
+      },
+    ];
+    // Only the ingress-mode TCP/UDP port gets a listener on every node.
+    expect(meshServices(routes)).toEqual([{ name: 'web', ports: [{ service: 'web', protocol: 'tcp', published: 24225, target: 80 }] }]);
+    await mesh.setServices(meshServices(routes));
+    const { ex, seen } = executor(meshEvents(mesh));
     const t = task('t-mesh', { Image: 'shoal/whoami', Healthcheck: { Test: ['CMD-SHELL', 'true'], Interval: 100_000_000 } }, { ports: [ingressPort(80, 24225)] });
     ex.reconcile(set(t));
     await waitFor(() => last(seen, 't-mesh')?.State === 'running', 20_000, 'running');
     expect(mesh.table.get('web', 't-mesh')?.health).toBe('healthy');
     expect(JSON.parse((await httpGet(LISTEN, 24225)).body)).toMatchObject({ service: 'web', task: `web.${t.Slot}`, node: 'n1' });
+    expect(ex.metrics({ node: 'n1' })).toMatch(/^executor_tasks\{node="n1",state="running"\} 1$/m);
+    expect(ex.metrics({ node: 'n1' })).toMatch(/^executor_tasks_started\{node="n1"\} 1$/m);
     ex.reconcile(set());
     await waitFor(() => last(seen, 't-mesh')?.State === 'shutdown', 20_000, 'shut down');
     expect(mesh.table.get('web', 't-mesh')).toBeUndefined();
