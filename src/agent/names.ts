@@ -75,6 +75,13 @@ export interface NameServiceOptions {
   readonly dns: ListenAddress;
   /** Try 127.0.0.11:53 first (default true). Tests turn it off to stay in their own address range. */
   readonly tryEmbeddedAddress?: boolean;
+  /**
+   * When neither 127.0.0.11:53 nor `dns` binds, listen on `dns.address` at a port the kernel
+   * picks (logged; `hostDns` says which) instead of failing. For agents whose DNS address is
+   * the default rather than configured: several agents on one address (tests, demos) would
+   * otherwise refuse to start over a name server nobody asked for. Default false.
+   */
+  readonly dnsAnyPortLastResort?: boolean;
   /** Listen on the mirrors of VIPs and task addresses (one agent per host; see the module comment). */
   readonly mirrors: boolean;
   readonly clock: Clock;
@@ -126,7 +133,11 @@ export class NameService {
   static async start(o: NameServiceOptions): Promise<NameService> {
     const log = (o.logger ?? silentLogger).child({ component: 'names' });
     const records = new MeshDnsRecords(o.table);
-    const listen: ListenAddress[] = (o.tryEmbeddedAddress ?? true) ? [{ address: EMBEDDED_DNS_ADDRESS, port: 53 }, o.dns] : [o.dns];
+    const listen: ListenAddress[] = [
+      ...((o.tryEmbeddedAddress ?? true) ? [{ address: EMBEDDED_DNS_ADDRESS, port: 53 }] : []),
+      o.dns,
+      ...(o.dnsAnyPortLastResort && o.dns.port !== 0 ? [{ address: o.dns.address, port: 0 }] : []),
+    ];
     let dns: EmbeddedDns;
     try {
       dns = await startEmbeddedDns({

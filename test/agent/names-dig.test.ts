@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NameService } from '../../src/agent/names.js';
 import type { ServiceRoute } from '../../src/cluster/service-types.js';
 import { RealClock } from '../../src/lib/clock.js';
+import { DnsSocketError } from '../../src/lib/errors.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import type { EndpointRow } from '../../src/mesh/endpoint-codec.js';
 import { EndpointTable } from '../../src/mesh/endpoint-table.js';
@@ -134,6 +135,21 @@ describeInterop(
 
     it('listens for DNS on the configured fallback address when 127.0.0.11:53 is not used', () => {
       expect(names.hostDns).toEqual({ address: HOST, port: DNS_PORT });
+    });
+
+    it('a second agent whose DNS address is taken fails to start, unless it may fall back to any port, where it answers', async () => {
+      const options = { table, router, dns: { address: HOST, port: DNS_PORT }, tryEmbeddedAddress: false, mirrors: false, clock, upstreamResolvers: [] };
+      await expect(NameService.start(options)).rejects.toThrow(DnsSocketError);
+      const second = await NameService.start({ ...options, dnsAnyPortLastResort: true });
+      try {
+        expect(second.hostDns.address).toBe(HOST);
+        expect(second.hostDns.port).not.toBe(DNS_PORT);
+        second.setServices([WEB]);
+        const { stdout } = await run('dig', [`@${HOST}`, '-p', String(second.hostDns.port), '+short', '+tries=1', '+time=2', 'web']);
+        expect(stdout.trim()).toBe('127.64.9.254');
+      } finally {
+        await second.close();
+      }
     });
 
     it('answers A for the service with its VIP’s mirror, and tasks.<service> and task names with task mirrors', async () => {
