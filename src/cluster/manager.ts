@@ -45,6 +45,7 @@ import {
 import { parseNodeSpec, parseSwarmSpecUpdate } from './validate.js';
 import type { AssignmentSet, NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
 import { Dispatcher, applyStatusUpdates } from './dispatcher.js';
+import { LogBroker, type LogEntry } from './log-broker.js';
 import { createNetworkIn, ingressNetworkRecord, ingressOf, listNetworksIn, removeNetworkIn, resolveNetworkIn } from './networks.js';
 import type { NodeInfo } from './scheduler.js';
 import { withDefaults } from './service-spec.js';
@@ -154,6 +155,8 @@ export class Manager {
   readonly #status: NodeStatusTracker;
   readonly #clock: Clock;
   readonly #dispatcher: Dispatcher;
+  /** Task log lines the agents push (bounded, in memory: `service logs` reads them). */
+  readonly logBroker = new LogBroker();
   #ca: ClusterCa | undefined;
   #unsubscribe: (() => void) | undefined;
   /** The reconcile asked for and not yet begun: later asks join it (at most one pending). */
@@ -180,7 +183,12 @@ export class Manager {
       },
     });
     // Agents keep their Index across a manager restart: start above any earlier run's.
-    this.#dispatcher = new Dispatcher({ clock: deps.clock, reader: deps.store, firstIndex: Math.floor(deps.wallClock()) });
+    this.#dispatcher = new Dispatcher({
+      clock: deps.clock,
+      reader: deps.store,
+      firstIndex: Math.floor(deps.wallClock()),
+      onSession: (nodeId, open) => this.#status.session(nodeId, open),
+    });
     if (cluster) {
       this.#ca = new ClusterCa(cluster.RootCA.CertPem, cluster.RootCA.KeyPem);
       for (const node of this.#store.list<NodeRecord>('node')) if (node.ID !== cluster.LeaderID) this.#status.track(node.ID);
@@ -213,14 +221,18 @@ export class Manager {
   /** Feeds membership events (gossip) into node status. Replaces an earlier source. */
   attachLiveness(liveness: NodeLiveness): void {
     this.#unsubscribe?.();
-    this.#unsubscribe = liveness.subscribe((event) => {
-      for (const node of this.#store.list<NodeRecord>('node')) {
-        if (node.ID === this.#cluster()?.LeaderID) continue;
-        if (node.Addr === event.addr || (event.name !== undefined && node.Description.Hostname === event.name)) {
-          this.#status.liveness(node.ID, event.state === 'up');
+    // Suspicion too: with the node's dispatcher session gone, it makes the node down at once (status.ts).
+    this.#unsubscribe = liveness.subscribe(
+      (event) => {
+        for (const node of this.#store.list<NodeRecord>('node')) {
+          if (node.ID === this.#cluster()?.LeaderID) continue;
+          if (node.Addr === event.addr || (event.name !== undefined && node.Description.Hostname === event.name)) {
+            this.#status.membership(node.ID, event.state);
+          }
         }
-      }
-    });
+      },
+      { suspect: true },
+    );
   }
 
   /**
@@ -521,7 +533,8 @@ export class Manager {
   /** `DELETE /services/{ref}`: the service and its tasks go at once (spec §9.6); agents stop them as they leave their assignments. */
   async removeService(ref: string): Promise<void> {
     this.#requireCluster();
-    await this.#store.update((tx) => removeServiceIn(tx, ref));
+    const removed = await this.#store.update((tx) => removeServiceIn(tx, ref));
+    for (const id of removed.taskIds) this.logBroker.forget(id);
     this.#dispatcher.changed();
     await this.#reconcile();
   }
@@ -600,9 +613,44 @@ export class Manager {
     await this.#reconcile();
   }
 
-  /** Log lines of tasks on `nodeId` (kept in a bounded in-memory broker, not in the store). */
-  appendLogs(_nodeId: string, _lines: readonly TaskLogLine[]): void {
-    throw new UnavailableError('services are not implemented yet');
+  /** Log lines of tasks on `nodeId` (kept in a bounded in-memory broker, not in the store); lines of tasks not on that node are dropped. */
+  appendLogs(nodeId: string, lines: readonly TaskLogLine[]): void {
+    this.logBroker.append(
+      nodeId,
+      (taskId) => {
+        const task = this.#store.get<TaskRecord>('task', taskId);
+        return task?.NodeID === nodeId ? task.ServiceID : undefined;
+      },
+      lines,
+    );
+  }
+
+  /**
+   * `service logs` / `task logs`: the lines kept of a service's tasks (every task of it on
+   * record) or of one task, and, to follow, the lines to come — for a service also those of
+   * tasks made later (restarts, updates). Entries and subscription come from one synchronous
+   * call: no line falls between them. Throws NotFoundError for an unknown reference,
+   * InvalidArgumentError when neither is given, CapacityError for too many followers.
+   */
+  logs(
+    selector: { readonly service?: string; readonly task?: string },
+    options: { readonly tail?: number; readonly sinceMs?: number },
+  ): { entries: LogEntry[]; subscribe(listener: (entry: LogEntry) => void): () => void } {
+    this.#requireCluster();
+    let ids: Set<string>;
+    let follow: ReadonlySet<string>;
+    if (selector.task !== undefined) {
+      ids = new Set([resolveTaskIn(this.#store, selector.task).ID]);
+      follow = ids;
+    } else if (selector.service !== undefined) {
+      const serviceId = resolveServiceIn(this.#store, selector.service).ID;
+      ids = new Set(this.#store.list<TaskRecord>('task').filter((t) => t.ServiceID === serviceId).map((t) => t.ID));
+      follow = new ServiceTasks(serviceId, (taskId) => this.#store.get<TaskRecord>('task', taskId)?.ServiceID);
+    } else {
+      throw new InvalidArgumentError('logs need a service or a task');
+    }
+    const entries = this.logBroker.read(ids, options);
+    return { entries, subscribe: (listener) => this.logBroker.subscribe(follow, listener) };
   }
 
   /** Resolves once the reconcile asked for so far has run (tests; the API never needs it). */
@@ -766,4 +814,20 @@ function certValidityMs(spec: SwarmSpec): number {
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/** "Is this task one of the service's?", asked per line by a service-logs follower: tasks made after it began count too. */
+class ServiceTasks extends Set<string> {
+  readonly #serviceId: string;
+  readonly #serviceOf: (taskId: string) => string | undefined;
+
+  constructor(serviceId: string, serviceOf: (taskId: string) => string | undefined) {
+    super();
+    this.#serviceId = serviceId;
+    this.#serviceOf = serviceOf;
+  }
+
+  override has(taskId: string): boolean {
+    return this.#serviceOf(taskId) === this.#serviceId;
+  }
 }

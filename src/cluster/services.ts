@@ -216,11 +216,12 @@ export function autoRollbackIn(tx: StoreTx, serviceId: string, message: string, 
 }
 
 /** `DELETE /services/{ref}`: the service and every task of it, at once (§9.6). Throws NotFoundError. */
-export function removeServiceIn(tx: StoreTx, ref: string): ServiceRecord {
+export function removeServiceIn(tx: StoreTx, ref: string): { service: ServiceRecord; taskIds: string[] } {
   const service = resolveServiceIn(tx, ref);
-  for (const t of tx.list<TaskRecord>('task')) if (t.ServiceID === service.ID) tx.delete('task', t.ID);
+  const taskIds = tx.list<TaskRecord>('task').filter((t) => t.ServiceID === service.ID).map((t) => t.ID);
+  for (const id of taskIds) tx.delete('task', id);
   tx.delete('service', service.ID);
-  return service;
+  return { service, taskIds };
 }
 
 /** ServiceStatus (§5.4): DesiredTasks = replicas or eligible nodes; RunningTasks = running tasks on nodes not down. */
@@ -332,7 +333,16 @@ export function reconcileIn(tx: StoreTx, o: ReconcileOptions): { wakeAtMs: numbe
     const t = byId.get(p.taskId)!;
     if ('nodeId' in p) {
       const { Err: _err, ...status } = t.Status;
-      tx.put('task', t.ID, { ...t, Version: { Index: tx.index }, UpdatedAt: now, NodeID: p.nodeId, Status: { ...status, State: 'assigned', Message: 'scheduler assigned task to node', Timestamp: now } });
+      // Host-mode ports are the task's own on its node: `service ps` shows them from PortStatus.
+      const hostPorts = (byService.get(t.ServiceID)?.Endpoint.Ports ?? []).filter((port) => port.PublishMode === 'host');
+      const portStatus = hostPorts.length > 0 ? { Ports: hostPorts } : status.PortStatus;
+      tx.put('task', t.ID, {
+        ...t,
+        Version: { Index: tx.index },
+        UpdatedAt: now,
+        NodeID: p.nodeId,
+        Status: { ...status, State: 'assigned', Message: 'scheduler assigned task to node', Timestamp: now, PortStatus: portStatus },
+      });
     } else if (t.Status.Err !== p.error) {
       tx.put('task', t.ID, { ...t, Version: { Index: tx.index }, Status: { ...t.Status, Err: p.error, Timestamp: now } });
     }

@@ -329,6 +329,37 @@ describe('Manager services', () => {
     expect(manager.getService('again', { insertDefaults: false }).Endpoint.VirtualIPs?.[0]?.Addr).toBe('100.64.0.128/24');
   });
 
+  it('keeps the agents’ log lines per service and task, and follows a service’s new tasks', async () => {
+    await manager.createService(web({ Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami' }, RestartPolicy: { Delay: 0 } } }));
+    await runAll('web');
+    const first = tasksOf('web')[0]!;
+    const line = (taskId: string, text: string, s: number): { TaskID: string; Stream: 'stdout'; Timestamp: string; Line: string } => ({
+      TaskID: taskId,
+      Stream: 'stdout',
+      Timestamp: new Date(WALL + s * 1000).toISOString(),
+      Line: text,
+    });
+    manager.appendLogs(first.NodeID, [line(first.ID, 'hello', 1), line(first.ID, 'world', 2)]);
+    manager.appendLogs('some-other-node', [line(first.ID, 'forged', 3)]);
+    const logs = manager.logs({ service: 'web' }, {});
+    expect(logs.entries.map((e) => [e.Line, e.ServiceID, e.NodeID])).toEqual([
+      ['hello', first.ServiceID, first.NodeID],
+      ['world', first.ServiceID, first.NodeID],
+    ]);
+    expect(manager.logs({ task: first.ID }, { tail: 1 }).entries.map((e) => e.Line)).toEqual(['world']);
+    const followed: string[] = [];
+    const stop = logs.subscribe((e) => followed.push(e.Line));
+    await report([first], 'failed');
+    const second = tasksOf('web')[0]!;
+    expect(second.ID).not.toBe(first.ID);
+    await runAll('web');
+    manager.appendLogs(second.NodeID, [line(second.ID, 'again', 4)]);
+    stop();
+    manager.appendLogs(second.NodeID, [line(second.ID, 'unheard', 5)]);
+    expect(followed).toEqual(['again']);
+    expect(() => manager.logs({ service: 'nosuch' }, {})).toThrow(NotFoundError);
+  });
+
   it('answers task filters by name, node, label and service name', async () => {
     await manager.createService(web({ Labels: { tier: 'front' } }));
     expect(manager.listTasks({ name: ['web.2'] }).map((t) => t.Slot)).toEqual([2]);
