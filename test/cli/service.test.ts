@@ -104,7 +104,9 @@ describe('shoal service against a manager (stand-in agents)', () => {
   });
 
   it('update --env-add rolls every task and keeps the old ones as indented history', async () => {
-    const r = await run('update', '--env-add', 'GREETING=hi', 'web');
+    // As docker, the wait ends at UpdateStatus "completed", set one Monitor after the last task
+    // runs: 1 s (five polls) lets the progress see the convergence first.
+    const r = await run('update', '--env-add', 'GREETING=hi', '--update-monitor', '1s', 'web');
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')[0]).toBe('web');
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('verify: Service web converged');

@@ -1,0 +1,213 @@
+/**
+ * The stock docker CLI (28.2.2) drives services, tasks and networks through shoal's API on
+ * tcp://127.0.0.101:24000. The manager, orchestrator, scheduler and API are real; the AGENTS
+ * ARE STAND-INS (test/api/stand-in-swarm.ts): a loop in this process reports each assigned
+ * task running, as an executor would, and no task process runs. `service logs` is driven
+ * against a second API server with a stand-in control plane that serves two log lines,
+ * because the manager's log broker is another engineer's. The end-to-end run with real agents,
+ * processes and curl through the mesh is the lead's test.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { ControlPlane, LogEntry } from '../../src/agent/control-plane.js';
+import type { ApiBackend } from '../../src/api/docker.js';
+import { type ApiServer, serveApi } from '../../src/api/server.js';
+import { NotFoundError } from '../../src/lib/errors.js';
+import { describeInterop } from '../helpers/interop.js';
+import { type StandInSwarm, startStandInSwarm } from './stand-in-swarm.js';
+
+const HOST = '127.0.0.101';
+const PORT = 24000;
+const LOGS_PORT = 24001;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+describeInterop(
+  'docker CLI drives services, tasks and networks (stand-in agents)',
+  ['docker'],
+  () => {
+    let tmp: string;
+    let env: NodeJS.ProcessEnv;
+    let swarm: StandInSwarm;
+    let logsServer: ApiServer;
+
+    const docker = (args: readonly string[], port = PORT): Promise<Run> =>
+      new Promise((resolve) => {
+        execFile('docker', ['-H', `tcp://${HOST}:${port}`, ...args], { env, timeout: 60_000 }, (error, stdout, stderr) => {
+          const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
+          resolve({ code, stdout, stderr });
+        });
+      });
+    const ok = async (args: readonly string[]): Promise<string> => {
+      const r = await docker(args);
+      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+      return r.stdout;
+    };
+
+    beforeAll(async () => {
+      tmp = await mkdtemp(path.join(os.tmpdir(), 'shoal-docker-services-'));
+      env = { ...process.env, DOCKER_CONFIG: path.join(tmp, 'docker-config'), DOCKER_HOST: '', DOCKER_CONTEXT: '' };
+      swarm = await startStandInSwarm(['node-1', 'node-2', 'node-3'], { host: HOST, port: PORT });
+      logsServer = await startLogsStandIn(path.join(tmp, 'logs.sock'));
+    });
+
+    afterAll(async () => {
+      await logsServer?.close();
+      await swarm?.close();
+      await rm(tmp, { recursive: true, force: true });
+    });
+
+    it('service create --replicas 3 -p 8080:80 converges with docker\'s progress output', async () => {
+      const r = await docker(['service', 'create', '--name', 'web', '--replicas', '3', '-p', '8080:80', 'shoal/whoami']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trimEnd().split('\n');
+      const id = lines[0]!;
+      expect(id).toMatch(/^[0-9a-z]{25}$/);
+      expect(lines[1]).toBe('overall progress: 0 out of 3 tasks');
+      expect(lines).toContain('overall progress: 3 out of 3 tasks');
+      expect(lines).toContain('verify: Waiting 5 seconds to verify that tasks are stable...');
+      expect(lines.at(-1)).toBe(`verify: Service ${id} converged`);
+    });
+
+    it('service ls shows 3/3 with the image and the published port', async () => {
+      const rows = (await ok(['service', 'ls'])).trimEnd().split('\n');
+      expect(rows[0]).toMatch(/^ID\s+NAME\s+MODE\s+REPLICAS\s+IMAGE\s+PORTS$/);
+      expect(rows[1]).toMatch(/^[0-9a-z]{12}\s+web\s+replicated\s+3\/3\s+shoal\/whoami(:latest)?\s+\*:8080->80\/tcp$/);
+    });
+
+    it('service ps web shows three running tasks on three nodes', async () => {
+      const rows = (await ok(['service', 'ps', 'web'])).trimEnd().split('\n').slice(1);
+      expect(rows).toHaveLength(3);
+      const nodes = rows.map((row, i) => {
+        const m = new RegExp(`^[0-9a-z]{12}\\s+web\\.${i + 1}\\s+shoal/whoami(:latest)?\\s+(node-\\d)\\s+Running\\s+Running .+ ago\\s*$`).exec(row);
+        expect(m, row).not.toBeNull();
+        return m![2];
+      });
+      expect(new Set(nodes).size).toBe(3);
+    });
+
+    it('service inspect shows the spec with defaults, and [] plus an error for an unknown service', async () => {
+      const [web] = JSON.parse(await ok(['service', 'inspect', 'web'])) as { Spec: { Mode: unknown; TaskTemplate: { RestartPolicy: unknown } }; Endpoint: { Ports: unknown[] } }[];
+      expect(web?.Spec.Mode).toEqual({ Replicated: { Replicas: 3 } });
+      expect(web?.Spec.TaskTemplate.RestartPolicy).toEqual({ Condition: 'any', Delay: 5e9, MaxAttempts: 0 });
+      expect(web?.Endpoint.Ports).toEqual([{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080, PublishMode: 'ingress' }]);
+      const missing = await docker(['service', 'inspect', 'nosuch']);
+      expect(missing).toMatchObject({ code: 1, stdout: '[]\n' });
+      expect(missing.stderr.trim()).toBe('Error: no such service: nosuch');
+    });
+
+    it('service update --env-add rolls the tasks and converges', async () => {
+      // docker stops waiting, successfully, as soon as it reads UpdateStatus "completed" (§7), which
+      // the manager sets one Monitor after the last task runs: a Monitor of 1 s (five polls) lets
+      // it see the convergence first, as a user's terminal would.
+      const r = await docker(['service', 'update', '--env-add', 'GREETING=hi', '--update-monitor', '1s', 'web']);
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines[0]).toBe('web');
+      expect(lines.at(-1)).toBe('verify: Service web converged');
+      const [web] = JSON.parse(await ok(['service', 'inspect', 'web'])) as { Spec: { TaskTemplate: { ContainerSpec: { Env: string[] } } }; PreviousSpec: unknown }[];
+      expect(web?.Spec.TaskTemplate.ContainerSpec.Env).toEqual(['GREETING=hi']);
+      expect(web?.PreviousSpec).toBeDefined();
+      const history = (await ok(['service', 'ps', 'web'])).split('\n').filter((row) => row.includes('\\_ web.'));
+      expect(history).toHaveLength(3);
+      for (const row of history) expect(row).toMatch(/\\_ web\.\d\s+shoal\/whoami(:latest)?\s+node-\d\s+Shutdown\s+Shutdown /);
+    });
+
+    it('service scale web=5 prints "web scaled to 5", converges and shows 5/5', async () => {
+      const r = await docker(['service', 'scale', 'web=5']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.split('\n')[0]).toBe('web scaled to 5');
+      expect(r.stdout).toContain('overall progress: 5 out of 5 tasks\n');
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('verify: Service web converged');
+      expect(await ok(['service', 'ls', '--format', '{{.Name}} {{.Replicas}}'])).toBe('web 5/5\n');
+    });
+
+    it('service create --mode global puts one shoal/ping task on every node', async () => {
+      const r = await docker(['service', 'create', '--mode', 'global', '--name', 'g', '--update-monitor', '100ms', 'shoal/ping', '127.0.0.1']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('overall progress: 3 out of 3 tasks\n');
+      expect(await ok(['service', 'ls', '--filter', 'name=g', '--format', '{{.Name}} {{.Mode}} {{.Replicas}}'])).toBe('g global 3/3\n');
+      const [g] = JSON.parse(await ok(['service', 'inspect', 'g'])) as { Spec: { TaskTemplate: { ContainerSpec: { Args: string[] } } } }[];
+      expect(g?.Spec.TaskTemplate.ContainerSpec.Args).toEqual(['127.0.0.1']);
+      const scale = await docker(['service', 'scale', 'g=2']);
+      expect(scale.stderr).toContain('g: scale can only be used with replicated or replicated-job mode');
+    });
+
+    it('refuses bad specs with the daemon\'s message and creates nothing', async () => {
+      const image = await docker(['service', 'create', '-d', '--name', 'bad', 'nginx']);
+      expect(image.code).toBe(1);
+      expect(image.stderr.trim()).toMatch(/^Error response from daemon: unknown image "nginx(:latest)?": shoal runs the built-in images \(shoal\/whoami, shoal\/ping\)/);
+      const constraint = await docker(['service', 'create', '-d', '--name', 'bad', '--constraint', 'node.colour==red', 'shoal/whoami']);
+      expect(constraint.stderr.trim()).toMatch(/^Error response from daemon: TaskTemplate\.Placement\.Constraints\[0\] "node\.colour==red" is not a constraint/);
+      const port = await docker(['service', 'create', '-d', '--name', 'bad', '-p', '8080:80', 'shoal/whoami']);
+      expect(port.stderr.trim()).toBe("Error response from daemon: port '8080' is already in use by another service");
+      expect(await ok(['service', 'ls', '--format', '{{.Name}}'])).toBe('g\nweb\n');
+    });
+
+    it('service logs prints <service>.<slot>.<task>@<node>    | <line> (stand-in log lines)', async () => {
+      const r = await docker(['service', 'logs', 'web'], LOGS_PORT);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`web.1.${LOG_TASK.slice(0, 12)}@node-2    | hello from web.1\n`);
+      expect(r.stderr).toBe(`web.1.${LOG_TASK.slice(0, 12)}@node-2    | to stderr\n`);
+      const t = await docker(['service', 'logs', '-t', '--raw', 'web'], LOGS_PORT);
+      expect(t.stdout).toBe('2026-12-07T10:00:00.000000001Z hello from web.1\n');
+      const missing = await docker(['service', 'logs', 'nosuch'], LOGS_PORT);
+      expect(missing.stderr.trim()).toBe('no such task or service: nosuch');
+    });
+
+    it('network create, ls and rm', async () => {
+      const id = (await ok(['network', 'create', '-d', 'overlay', 'net1'])).trim();
+      expect(id).toMatch(/^[0-9a-z]{25}$/);
+      const ls = (await ok(['network', 'ls', '--format', '{{.Name}} {{.Driver}} {{.Scope}}'])).trim().split('\n');
+      expect(ls).toEqual(expect.arrayContaining(['ingress overlay swarm', 'net1 overlay swarm']));
+      const taken = await docker(['network', 'create', '-d', 'overlay', 'net1']);
+      expect(taken.code).toBe(1);
+      expect(taken.stderr.trim()).toMatch(/^Error response from daemon: .*net1.*/);
+      expect(await ok(['network', 'rm', 'net1'])).toBe('net1\n');
+      expect(await ok(['network', 'ls', '--format', '{{.Name}}'])).not.toContain('net1');
+    });
+
+    it('service rm removes both services; removing again is "not found"', async () => {
+      expect(await ok(['service', 'rm', 'web', 'g'])).toBe('web\ng\n');
+      expect(await ok(['service', 'ls', '-q'])).toBe('');
+      const again = await docker(['service', 'rm', 'web']);
+      expect(again.code).toBe(1);
+      expect(again.stderr.trim()).toBe('Error response from daemon: service web not found');
+    });
+
+    /** A second API, on LOGS_PORT, whose control plane knows one service `web` with one task on node-2 and two log lines. */
+    async function startLogsStandIn(socket: string): Promise<ApiServer> {
+      const line = (text: string, stream: 'stdout' | 'stderr'): LogEntry => ({ TaskID: LOG_TASK, ServiceID: LOG_SERVICE, NodeID: LOG_NODE, Stream: stream, Timestamp: '2026-12-07T10:00:00.000000001Z', Line: text });
+      const control: Partial<ControlPlane> = {
+        getService: async (ref) => {
+          if (ref !== 'web' && ref !== LOG_SERVICE) throw new NotFoundError(`service ${ref} not found`);
+          return { ID: LOG_SERVICE, Version: { Index: 1 }, Spec: { Name: 'web', Labels: {}, Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami' } } } } as never;
+        },
+        getTask: async (ref) => {
+          if (ref !== LOG_TASK) throw new NotFoundError(`task ${ref} not found`);
+          return { ID: LOG_TASK, ServiceID: LOG_SERVICE, Slot: 1, NodeID: LOG_NODE, Spec: { ContainerSpec: { Image: 'shoal/whoami' } } } as never;
+        },
+        getNode: async () => ({ ID: LOG_NODE, Spec: {}, Description: { Hostname: 'node-2' } }) as never,
+        logs: async () => ({ entries: [line('hello from web.1', 'stdout'), line('to stderr', 'stderr')] }),
+      };
+      const backend: ApiBackend = {
+        nodeName: 'logs',
+        cluster: { swarmHeader: () => 'active/manager', info: async () => ({}) as never, control: () => control as ControlPlane, init: async () => '', join: async () => undefined, leave: async () => undefined },
+      };
+      return serveApi(backend, socket, { host: HOST, port: LOGS_PORT });
+    }
+  },
+  { root: false },
+);
+
+const LOG_SERVICE = 'svcaaaaaaaaaaaaaaaaaaaaa1';
+const LOG_TASK = 'tskbbbbbbbbbbbbbbbbbbbbb1';
+const LOG_NODE = 'nodcccccccccccccccccccccc';
