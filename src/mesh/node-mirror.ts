@@ -119,14 +119,27 @@ export class MirrorListeners {
     if (this.#closed) return;
     this.#dirty = true;
     if (this.#running) return;
-    this.#running = (async () => {
+    this.#running = this.#drain();
+  }
+
+  /**
+   * Reconciles until nothing changed meanwhile. `#running` is cleared in the same turn as the
+   * last check of `#dirty` (a `.finally()` on the promise would leave a microtask between them
+   * in which a change could be dropped).
+   */
+  async #drain(): Promise<void> {
+    try {
       // Let every change of this tick land first, then reconcile once per round.
       await Promise.resolve();
       while (this.#dirty && !this.#closed) {
         this.#dirty = false;
         await this.#reconcile();
       }
-    })().finally(() => (this.#running = undefined));
+    } catch (error) {
+      this.#log.error({ err: error }, 'Cannot reconcile the mirror listeners');
+    } finally {
+      this.#running = undefined;
+    }
   }
 
   async #reconcile(): Promise<void> {
