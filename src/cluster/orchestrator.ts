@@ -163,12 +163,15 @@ export function orchestrate(input: OrchestratorInput): OrchestratorResult {
     // Step 1: nodes that failed, drained or left (and, for global services, no longer qualify).
     for (const t of byService.get(service.ID) ?? []) {
       const task = work.get(t.ID)!;
-      if (!isLive(task) || task.NodeID === '') continue;
+      if (task.NodeID === '') continue;
       const node = nodes.get(task.NodeID);
-      if (!node) {
-        const next = shutdown(task);
-        if (!isTerminal(next.Status.State)) set(next, { Status: { ...next.Status, State: 'orphaned', Message: 'node removed from the swarm', Timestamp: nowIso } });
-      } else if (node.State === 'down' || node.Availability === 'drain' || (eligible && node.Availability === 'active' && !eligible.has(node.ID))) {
+      // A removed node will never report its tasks' end: they are orphaned (swarmkit's state for it).
+      if (!node && !isTerminal(task.Status.State)) {
+        set(task, { DesiredState: 'shutdown', Status: { ...task.Status, State: 'orphaned', Message: 'node removed from the swarm', Timestamp: nowIso } });
+        continue;
+      }
+      if (!isLive(task) || !node) continue;
+      if (node.State === 'down' || node.Availability === 'drain' || (eligible && node.Availability === 'active' && !eligible.has(node.ID))) {
         shutdown(task);
       }
     }

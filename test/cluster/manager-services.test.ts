@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generateNodeKey } from '../../src/cluster/ca.js';
+import { ManualLiveness } from '../../src/cluster/liveness.js';
 import { Manager, type NodeSelf } from '../../src/cluster/manager.js';
 import { LogStore } from '../../src/cluster/node-log-store.js';
 import type { ServiceView, TaskRecord, TaskState } from '../../src/cluster/service-types.js';
@@ -176,6 +177,32 @@ describe('Manager services', () => {
     expect(manager.getNode(w2).Status.State).toBe('ready');
     expect(tasksOf('web').every((t) => t.NodeID !== w2)).toBe(true);
     expect(manager.assignments(w2).Tasks.map((t) => [t.TaskID, t.DesiredState])).toEqual([[lost.ID, 'shutdown']]);
+  });
+
+  it('replaces at once the tasks of a node the gossip declares dead, and of a removed node', async () => {
+    const liveness = new ManualLiveness();
+    manager.attachLiveness(liveness);
+    await manager.createService(web({ Mode: { Global: {} }, EndpointSpec: {} }));
+    await manager.createService(web({ Name: 'api', EndpointSpec: {} }));
+    await runAll('web');
+    await runAll('api');
+    const w1 = ids.get('w1')!;
+    alive.delete(w1);
+    liveness.emit({ addr: '127.0.0.2', name: 'w1', state: 'down' });
+    await manager.settled();
+    // No time has passed: the gossip alone made it down and the replica moved.
+    expect(manager.getNode(w1).Status.State).toBe('down');
+    expect(tasksOf('api').map((t) => t.NodeID)).not.toContain(w1);
+    expect(tasksOf('api')).toHaveLength(3);
+    expect(tasksOf('web').map((t) => t.NodeID)).not.toContain(w1);
+    expect(status('web')?.DesiredTasks).toBe(2);
+
+    await manager.removeNode('w1', true);
+    const orphans = manager.listTasks({ node: [w1] });
+    expect(orphans.map((t) => [t.DesiredState, t.Status.State])).toEqual([
+      ['shutdown', 'orphaned'],
+      ['shutdown', 'orphaned'],
+    ]);
   });
 
   it('moves the tasks of a drained node and puts none there', async () => {
