@@ -218,7 +218,8 @@ export function orchestrate(input: OrchestratorInput): OrchestratorResult {
       create.push(task);
       return task;
     };
-    const updated = (t: TaskRecord): boolean => inUpdate && isUpToDate(t, service) && at(t.CreatedAt) >= startedMs;
+    /** A task this update made (outside an update: any task of the current spec). */
+    const updated = (t: TaskRecord): boolean => isUpToDate(t, service) && (!inUpdate || at(t.CreatedAt) >= startedMs);
     const delayMs = restart.Delay === undefined ? DEFAULT_RESTART_DELAY_MS : restart.Delay / NS_PER_MS;
     const windowMs = ms(restart.Window, 0);
     const ended = (t: TaskRecord): boolean => t.Status.State === 'complete' || t.Status.State === 'failed' || t.Status.State === 'rejected';
