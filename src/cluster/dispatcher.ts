@@ -32,7 +32,13 @@ import {
 } from './service-types.js';
 import type { StoreReader, StoreTx } from './store.js';
 
-export const DEFAULT_SESSION_GRACE_MS = 1_000;
+/**
+ * Longer than an agent's worst re-poll: each poll is a fresh HTTPS request (TLS handshake
+ * included), which on a loaded 2-core host took over a second; a shorter grace let a busy
+ * agent's session lapse between polls, and a coincident false suspicion marked it down.
+ * A killed agent's suspicion comes 1.5–2.5 s after its connection closed anyway.
+ */
+export const DEFAULT_SESSION_GRACE_MS = 3_000;
 /** Polls one node may have outstanding at once: the agent needs one; a few cover reconnects. */
 export const DEFAULT_MAX_WAITS_PER_NODE = 4;
 /** Nodes whose last set is remembered (to keep their Index steady); beyond it, the idlest are forgotten. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Dispatcher, MAX_STATUS_TEXT, applyStatusUpdates } from '../../src/cluster/dispatcher.js';
+import { DEFAULT_SESSION_GRACE_MS, Dispatcher, MAX_STATUS_TEXT, applyStatusUpdates } from '../../src/cluster/dispatcher.js';
 import { createNetworkIn, ingressNetworkRecord, resolveNetworkIn } from '../../src/cluster/networks.js';
 import type { AssignmentSet, NetworkRecord, TaskRecord, TaskState, TaskStatusUpdate } from '../../src/cluster/service-types.js';
 import { ManualClock } from '../../src/lib/clock.js';
@@ -231,7 +231,7 @@ describe('Dispatcher sessions', () => {
   it('ends one grace after the last poll when no new poll comes', async () => {
     const { clock, d, sessions } = world();
     await d.wait('node1', -1, 30_000);
-    clock.advance(999);
+    clock.advance(DEFAULT_SESSION_GRACE_MS - 1);
     expect(d.hasSession('node1')).toBe(true);
     clock.advance(1);
     expect(d.hasSession('node1')).toBe(false);
@@ -249,7 +249,7 @@ describe('Dispatcher sessions', () => {
     expect(d.hasSession('node1')).toBe(true);
     abort.abort();
     expect((await pending).Index).toBe(since);
-    clock.advance(1_000);
+    clock.advance(DEFAULT_SESSION_GRACE_MS);
     expect(d.hasSession('node1')).toBe(false);
     expect(sessions).toEqual(['node1:open', 'node1:closed']);
     expect(clock.pendingTimers).toBe(0);

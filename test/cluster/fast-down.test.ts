@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MembershipLiveness } from '../../src/agent/cluster-liveness.js';
-import { Dispatcher } from '../../src/cluster/dispatcher.js';
+import { DEFAULT_SESSION_GRACE_MS, Dispatcher } from '../../src/cluster/dispatcher.js';
 import { type LivenessEvent, ManualLiveness } from '../../src/cluster/liveness.js';
 import { NodeStatusTracker, UNREACHABLE_MESSAGE } from '../../src/cluster/status.js';
 import type { MemberEvent } from '../../src/gossip/memberlist.js';
@@ -83,10 +83,10 @@ describe('NodeStatusTracker: suspicion and sessions', () => {
     void d.wait('w', first.Index, 30_000, abort.signal);
     clock.advance(2_000);
     abort.abort(); // kill -9: the agent's TCP connection closes
-    clock.advance(500);
+    clock.advance(DEFAULT_SESSION_GRACE_MS / 2);
     t.suspect('w'); // SWIM: the probe and the indirect probes went unanswered
     expect(t.status('w').state).toBe('ready');
-    clock.advance(500);
+    clock.advance(DEFAULT_SESSION_GRACE_MS / 2);
     expect(t.status('w')).toEqual({ state: 'down', message: UNREACHABLE_MESSAGE });
     d.close();
     t.close();
