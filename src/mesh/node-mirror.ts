@@ -71,6 +71,8 @@ export class MirrorListeners {
   readonly #log: Logger;
   readonly #open = new Map<string, Open>();
   readonly #warned = new Set<string>();
+  /** Task mirror connections being relayed, by endpoint key. */
+  readonly #relays = new Map<string, Set<Socket>>();
   readonly #unsubscribe: () => void;
   #services: readonly VipService[] = [];
   #dirty = false;
@@ -81,6 +83,9 @@ export class MirrorListeners {
     this.#o = options;
     this.#log = (options.logger ?? silentLogger).child({ component: 'mirror-listeners' });
     this.#unsubscribe = options.table.subscribe((e) => {
+      // A dead member's task will never finish its connections: reset them now, as the router
+      // does for its own (a withdrawn row drains instead).
+      if (e.type === 'removed' && e.reason === 'member-dead') this.#resetTask(rowKey(e.row.service, e.row.taskId));
       // Health changes move no listener (a refused connect answers them); addresses and ports do.
       if (e.type !== 'updated' || e.previous?.overlayAddress !== e.row.overlayAddress || !samePorts(e.previous, e.row)) this.#schedule();
     });
@@ -247,7 +252,23 @@ export class MirrorListeners {
       up.destroy();
       return;
     }
-    await relay(socket, up, { counters, clock: this.#o.clock, ...(this.#o.idleTimeoutMs !== undefined && { idleTimeoutMs: this.#o.idleTimeoutMs }) });
+    let relays = this.#relays.get(upstream.key);
+    if (!relays) this.#relays.set(upstream.key, (relays = new Set()));
+    relays.add(socket);
+    try {
+      await relay(socket, up, { counters, clock: this.#o.clock, ...(this.#o.idleTimeoutMs !== undefined && { idleTimeoutMs: this.#o.idleTimeoutMs }) });
+    } finally {
+      relays.delete(socket);
+      if (relays.size === 0 && this.#relays.get(upstream.key) === relays) this.#relays.delete(upstream.key);
+    }
+  }
+
+  #resetTask(key: string): void {
+    const relays = this.#relays.get(key);
+    if (!relays) return;
+    this.#relays.delete(key);
+    // The relay sees the downstream go and destroys the upstream with it.
+    for (const s of relays) s.resetAndDestroy();
   }
 }
 

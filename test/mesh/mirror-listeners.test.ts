@@ -4,6 +4,7 @@
  * listener bound, refusals, and VIP ports following the table.
  */
 import { type Server, createServer } from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RealClock } from '../../src/lib/clock.js';
 import { SeededRng } from '../../src/lib/rng.js';
@@ -91,6 +92,31 @@ describe('MirrorListeners on one host', () => {
     expect(second.m.counters.get('mirror_task_cx_refused')).toBe(1);
     await expect(httpGet('127.64.9.253', 24470, '/')).rejects.toThrow();
     expect(second.router.counters.get('mesh_upstream_cx_none_healthy')).toBe(1);
+  });
+
+  it('resets a task mirror’s connections at once when the task’s node is declared dead', async () => {
+    // The "remote" task: a kernel socket standing in for the overlay, that accepts and says nothing.
+    let accepted = 0;
+    const silent = net.createServer(() => void accepted++);
+    await new Promise<void>((r) => silent.listen(24474, HOST, r));
+    const table = new EndpointTable({ nodeName: 'n4', clock });
+    const router = new MeshRouter({ table, clock, rng: new SeededRng(1), connectLocal: localTcpConnector() });
+    const m = new MirrorListeners({ table, router, clock, connectLocal: localTcpConnector(), connectRemote: (u) => localTcpConnector()({ ...u, host: HOST, port: 24474 }) });
+    tables.push(table);
+    routers.push(router);
+    mirrors.push(m);
+    table.notifyMsg(encodeRows([{ row: taskRow('n9', 'far', 175, 24473, 1), version: 1, deleted: false }]));
+    await m.settled();
+    const client = net.connect({ host: '127.64.9.175', port: 24473 });
+    let error: string | undefined;
+    let closed = false;
+    client.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
+    client.on('close', () => (closed = true));
+    await waitFor(() => m.taskRelayCounters.get('mesh_upstream_cx_total') === 1 && accepted === 1, 5000, 'the relay to the far task');
+    table.memberDead('n9');
+    await waitFor(() => closed, 5000, 'the client connection to be reset');
+    expect(error).toBe('ECONNRESET');
+    await new Promise((r) => silent.close(r));
   });
 
   it('opens no more than maxListeners, VIPs first, and counts the rest', async () => {
