@@ -210,9 +210,17 @@ export function updateServiceIn(tx: StoreTx, ref: string, version: number, body:
 /** The rollback an update's FailureAction asks for: as a manual one, with the orchestrator's message. */
 export function autoRollbackIn(tx: StoreTx, serviceId: string, message: string, ctx: TxContext): void {
   const service = tx.get<ServiceRecord>('service', serviceId);
-  if (!service?.PreviousSpec) return;
-  const next = updateServiceIn(tx, service.ID, service.Version.Index, undefined, true, ctx);
-  tx.put('service', service.ID, { ...next, UpdateStatus: { ...next.UpdateStatus!, Message: message } });
+  if (!service) return;
+  try {
+    if (!service.PreviousSpec) throw new FailedPreconditionError(`service ${service.ID} does not have a previous spec`);
+    const next = updateServiceIn(tx, service.ID, service.Version.Index, undefined, true, ctx);
+    tx.put('service', service.ID, { ...next, UpdateStatus: { ...next.UpdateStatus!, Message: message } });
+  } catch (error) {
+    // A rollback that cannot be made (its old port is now another service's) must not fail
+    // the whole reconcile, every time: the update pauses and says why. Nothing was written.
+    const status: UpdateStatus = { ...service.UpdateStatus, State: 'paused', Message: `${message}; rollback failed: ${(error as Error).message}` };
+    tx.put('service', service.ID, { ...service, Version: { Index: tx.index }, UpdateStatus: status });
+  }
 }
 
 /** `DELETE /services/{ref}`: the service and every task of it, at once (§9.6). Throws NotFoundError. */

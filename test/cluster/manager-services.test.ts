@@ -313,6 +313,21 @@ describe('Manager services', () => {
     expect(upToDate().every((t) => t.Spec.ContainerSpec.Env === undefined)).toBe(true);
   });
 
+  it('rolls back by itself when a new task fails and FailureAction is rollback', async () => {
+    await manager.createService(web({ UpdateConfig: { Parallelism: 1, FailureAction: 'rollback', Monitor: 1 * S } }));
+    await runAll('web');
+    const before = manager.getService('web', { insertDefaults: false });
+    await manager.updateService('web', before.Version.Index, { ...before.Spec, TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami', Args: ['--bad'] } } }, { rollback: false });
+    await report(manager.listTasks({ service: ['web'], 'desired-state': ['shutdown'] }).filter((t) => t.Status.State === 'running'), 'shutdown');
+    const fresh = manager.listTasks({ service: ['web'], '_up-to-date': ['true'], 'desired-state': ['running'] }).filter((t) => t.Status.State === 'assigned');
+    expect(fresh).toHaveLength(1);
+    await report(fresh, 'failed', 'exit status 2');
+    const after = manager.getService('web', { insertDefaults: false });
+    expect(after.UpdateStatus).toMatchObject({ State: 'rollback_started', Message: `update rolled back due to failure or early termination of task ${fresh[0]!.ID}` });
+    expect(after.Spec.TaskTemplate).toEqual(before.Spec.TaskTemplate);
+    expect(after.PreviousSpec?.TaskTemplate.ContainerSpec.Args).toEqual(['--bad']);
+  });
+
   it('refuses bad specs with 400 and stores nothing', async () => {
     const bad = [
       web({ Mode: { Replicated: { Replicas: -1 } } }),
