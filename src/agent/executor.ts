@@ -51,7 +51,8 @@
  *
  * Logs: each stdout/stderr line (cut at 16 KiB) goes to `events.logs` in batches, at most one
  * call per 100 ms and at most 1000 lines pending (further lines until the next batch are
- * dropped and counted); the last 1000 lines of each task are kept here too (`taskLogs`).
+ * dropped and counted); the last 1000 lines of each task are kept here too (`taskLogs`). A
+ * task's lines are all sent before its terminal state is.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
@@ -551,6 +552,8 @@ export class Executor {
   /** Reports the terminal state; a task the manager no longer wants is then forgotten. */
   #finish(run: Run, state: TaskState, message: string, extra: Partial<TaskStatusUpdate> = {}): void {
     if (extra.Err !== undefined) run.err = extra.Err;
+    // Every line of the task (all read: its pipes closed) goes out before its terminal state.
+    this.#flushLogs();
     this.#report(run, state, message, extra);
     if (run.stopRequested) this.#forget(run);
   }

@@ -11,7 +11,11 @@
  *   so a task that never prints a newline cannot grow the agent's memory;
  * - readiness: `waitListening` polls a TCP connect until it succeeds, the process exits or a
  *   deadline passes;
- * - stop: a signal (SIGTERM by default), then SIGKILL after a grace period.
+ * - stop: a signal (SIGTERM by default) to the task's process, then SIGKILL after a grace period;
+ * - like a container's processes, a task's are one group (its own session): whatever the task
+ *   started dies with it (SIGKILL to the group once its main process exited, as the kernel
+ *   kills a PID namespace with its init), so a `sh -c "server &"` leaves no server holding
+ *   the port, and the final SIGKILL reaches every process of the task.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
@@ -196,8 +200,10 @@ export class TaskProcess {
     const [cmd, ...args] = o.argv;
     if (cmd === undefined) throw new RangeError('A task process needs an executable');
     const maxLineBytes = o.maxLineBytes ?? MAX_LINE_BYTES;
-    const child = spawn(cmd, args, { env: o.env, stdio: ['ignore', 'pipe', 'pipe'], ...(o.cwd !== undefined && { cwd: o.cwd }) });
+    const child = spawn(cmd, args, { env: o.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...(o.cwd !== undefined && { cwd: o.cwd }) });
     this.child = child;
+    // The main process is gone: so is the rest of the task (and with it, the pipes it held open).
+    child.once('exit', () => this.#killGroup());
     let startError: Error | undefined;
     this.spawned = new Promise((resolve) => {
       child.once('spawn', () => resolve(true));
@@ -230,9 +236,20 @@ export class TaskProcess {
     return this.#exit;
   }
 
-  /** Sends `signal` now (a no-op once the process is gone). */
+  /** Sends `signal` to the task's main process now (a no-op once it is gone). */
   kill(signal: NodeJS.Signals): void {
     if (this.#exit === undefined && this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+  }
+
+  /** SIGKILL to every process of the task (its process group). */
+  #killGroup(): void {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // ESRCH: nothing of the task is left.
+    }
   }
 
   /**
@@ -242,7 +259,7 @@ export class TaskProcess {
   stop(graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitInfo> {
     if (this.#exit === undefined && this.#killTimer === undefined) {
       this.kill(signal);
-      this.#killTimer = this.#clock.setTimer(graceMs, () => this.kill('SIGKILL'));
+      this.#killTimer = this.#clock.setTimer(graceMs, () => this.#killGroup());
     }
     return this.exited;
   }
