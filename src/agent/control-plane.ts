@@ -4,16 +4,14 @@
  * manager to the leader over mTLS as `{Method, Args}` and checked there like any other
  * untrusted input (`callControl`).
  */
-import { InvalidArgumentError, UnavailableError } from '../lib/errors.js';
+import { InvalidArgumentError } from '../lib/errors.js';
 import type { Manager, NodeFilters } from '../cluster/manager.js';
 import type { NodeView, SwarmView } from '../cluster/types.js';
-import type { NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord } from '../cluster/service-types.js';
+import type { LogEntry } from '../cluster/log-broker.js';
+import type { NetworkRecord, ObjectFilters, ServiceView, TaskRecord } from '../cluster/service-types.js';
 
-/**
- * One log line with the IDs `service logs` needs for its details (spec §8). Structurally the
- * same as the log broker's LogEntry (src/cluster/log-broker.ts).
- */
-export type LogEntry = TaskLogLine & { readonly NodeID: string; readonly ServiceID: string };
+/** One log line with the IDs `service logs` needs for its details (spec §8). */
+export type { LogEntry };
 
 /** Whose lines: a service's (every task of it) or one task's. IDs, already resolved. */
 export interface LogSelector {
@@ -63,11 +61,6 @@ export interface ControlPlane {
   logs(selector: LogSelector, options: LogOptions): Promise<LogStream>;
 }
 
-/** The broker's call on the Manager, until every Manager has it (issue 8 lands it in steps). */
-interface LogSource {
-  logs(selector: LogSelector, options: LogOptions): { entries: readonly LogEntry[]; subscribe(listener: (entry: LogEntry) => void): () => void };
-}
-
 export function localControl(manager: Manager): ControlPlane {
   return {
     swarm: async () => manager.swarm(),
@@ -87,13 +80,8 @@ export function localControl(manager: Manager): ControlPlane {
     getNetwork: async (ref) => manager.getNetwork(ref),
     createNetwork: (body) => manager.createNetwork(body),
     removeNetwork: (ref) => manager.removeNetwork(ref),
-    logs: async (selector, options) => {
-      const source = manager as Manager & Partial<LogSource>;
-      if (typeof source.logs !== 'function') throw new UnavailableError('service logs are not implemented yet');
-      // Entries and subscription come from one synchronous call: no line falls between them.
-      const stream = source.logs(selector, options);
-      return { entries: stream.entries, subscribe: (listener) => stream.subscribe(listener) };
-    },
+    // Entries and subscription come from one synchronous call: no line falls between them.
+    logs: async (selector, options) => manager.logs(selector, options),
   };
 }
 

@@ -18,6 +18,8 @@ export const API_VERSION = '1.50';
 export const MIN_API_VERSION = '1.24';
 export const MAX_BODY_BYTES = 256 * 1024;
 const MAX_PING_COUNT = 1000;
+/** Log lines a follower may receive between its answer and the opening of its stream. */
+const MAX_EARLY_LOG_LINES = 10_000;
 
 export interface SwarmBackend {
   swarmHeader(): string;
@@ -61,6 +63,8 @@ export interface StreamSink {
  */
 export interface ApiStream {
   open(sink: StreamSink): () => void;
+  /** Releases what the answer holds when it is never opened (HEAD, or the client went first). */
+  discard(): void;
 }
 
 export interface ApiResponse {
@@ -299,23 +303,40 @@ async function logsRoute(control: ControlPlane, kind: 'service' | 'task', ref: s
   const selector = kind === 'service' ? { service: (await control.getService(ref, { insertDefaults: false })).ID } : { task: (await control.getTask(ref)).ID };
   const logs = await control.logs(selector, { ...(tail !== undefined ? { tail } : {}), ...(sinceMs !== undefined ? { sinceMs } : {}) });
   const wanted = (e: LogEntry): boolean => (e.Stream === 'stdout' ? wantStdout : wantStderr);
+  // Subscribe now, not when the stream opens: a refusal (too many followers) is then still an
+  // answer of its own, and lines that come before the stream opens wait in `early`.
+  let sink: StreamSink | undefined;
+  const early: LogEntry[] = [];
+  let dropped = 0;
+  const send = (e: LogEntry): void => {
+    if (wanted(e)) sink!.write(logFrame(e.Stream, logPayload(e, format)));
+  };
+  // A forwarded call has no subscription: its follow ends with the lines kept.
+  const unsubscribe =
+    follow && logs.subscribe
+      ? logs.subscribe((e) => {
+          if (sink) send(e);
+          else if (early.length < MAX_EARLY_LOG_LINES) early.push(e);
+          else dropped++;
+        })
+      : undefined;
   return {
     status: 200,
     headers: { ...commonHeaders(), 'Content-Type': 'application/vnd.docker.multiplexed-stream' },
     body: '',
     stream: {
-      open: (sink) => {
-        const send = (e: LogEntry): void => {
-          if (wanted(e)) sink.write(logFrame(e.Stream, logPayload(e, format)));
-        };
+      open: (s) => {
+        sink = s;
         for (const e of logs.entries) send(e);
-        // A forwarded call has no subscription: its follow ends with the lines kept.
-        if (!follow || !logs.subscribe) {
-          sink.end();
+        for (const e of early.splice(0)) send(e);
+        if (dropped > 0) s.write(logFrame('stderr', Buffer.from(`${dropped} log lines were dropped before the stream opened\n`)));
+        if (!unsubscribe) {
+          s.end();
           return () => undefined;
         }
-        return logs.subscribe(send);
+        return unsubscribe;
       },
+      discard: () => unsubscribe?.(),
     },
   };
 }

@@ -99,6 +99,7 @@ async function serve(backend: ApiBackend, req: http.IncomingMessage, res: http.S
     return;
   }
   const answer = await handleApiRequest(backend, { method: req.method ?? 'GET', url: req.url ?? '/', body });
+  if (res.destroyed || req.method === 'HEAD') answer.stream?.discard();
   if (res.destroyed) return;
   if (!answer.stream || req.method === 'HEAD') {
     res.writeHead(answer.status, answer.headers);

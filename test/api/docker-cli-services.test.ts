@@ -2,26 +2,20 @@
  * The stock docker CLI (28.2.2) drives services, tasks and networks through shoal's API on
  * tcp://127.0.0.101:24000. The manager, orchestrator, scheduler and API are real; the AGENTS
  * ARE STAND-INS (test/api/stand-in-swarm.ts): a loop in this process reports each assigned
- * task running, as an executor would, and no task process runs. `service logs` is driven
- * against a second API server with a stand-in control plane that serves two log lines,
- * because the manager's log broker is another engineer's. The end-to-end run with real agents,
- * processes and curl through the mesh is the lead's test.
+ * task running and pushes one log line for it (`hello from web.1`), as an executor would; no
+ * task process runs. The end-to-end run with real agents, processes and curl through the mesh
+ * is the lead's test.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { ControlPlane, LogEntry } from '../../src/agent/control-plane.js';
-import type { ApiBackend } from '../../src/api/docker.js';
-import { type ApiServer, serveApi } from '../../src/api/server.js';
-import { NotFoundError } from '../../src/lib/errors.js';
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { describeInterop } from '../helpers/interop.js';
 import { type StandInSwarm, startStandInSwarm } from './stand-in-swarm.js';
 
 const HOST = '127.0.0.101';
 const PORT = 24000;
-const LOGS_PORT = 24001;
 
 interface Run {
   code: number;
@@ -36,11 +30,10 @@ describeInterop(
     let tmp: string;
     let env: NodeJS.ProcessEnv;
     let swarm: StandInSwarm;
-    let logsServer: ApiServer;
 
-    const docker = (args: readonly string[], port = PORT): Promise<Run> =>
+    const docker = (args: readonly string[]): Promise<Run> =>
       new Promise((resolve) => {
-        execFile('docker', ['-H', `tcp://${HOST}:${port}`, ...args], { env, timeout: 60_000 }, (error, stdout, stderr) => {
+        execFile('docker', ['-H', `tcp://${HOST}:${PORT}`, ...args], { env, timeout: 60_000 }, (error, stdout, stderr) => {
           const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
           resolve({ code, stdout, stderr });
         });
@@ -55,11 +48,9 @@ describeInterop(
       tmp = await mkdtemp(path.join(os.tmpdir(), 'shoal-docker-services-'));
       env = { ...process.env, DOCKER_CONFIG: path.join(tmp, 'docker-config'), DOCKER_HOST: '', DOCKER_CONTEXT: '' };
       swarm = await startStandInSwarm(['node-1', 'node-2', 'node-3'], { host: HOST, port: PORT });
-      logsServer = await startLogsStandIn(path.join(tmp, 'logs.sock'));
     });
 
     afterAll(async () => {
-      await logsServer?.close();
       await swarm?.close();
       await rm(tmp, { recursive: true, force: true });
     });
@@ -94,6 +85,19 @@ describeInterop(
       expect(new Set(nodes).size).toBe(3);
     });
 
+    it('service logs prints <service>.<slot>.<task>@<node>    | <line> for every task, and a task\'s own', async () => {
+      const lines = (await ok(['service', 'logs', 'web'])).trimEnd().split('\n').sort();
+      expect(lines).toHaveLength(3);
+      lines.forEach((line, i) => expect(line).toMatch(new RegExp(`^web\\.${i + 1}\\.[0-9a-z]{12}@node-\\d    \\| hello from web\\.${i + 1}$`)));
+      const taskId = (await ok(['service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running', 'web'])).trim().split('\n')[0]!;
+      const own = (await ok(['service', 'logs', taskId])).trim();
+      expect(own).toMatch(new RegExp(`^web\\.\\d\\.${taskId.slice(0, 12)}@node-\\d    \\| hello from web\\.\\d$`));
+      const stamped = (await ok(['service', 'logs', '-t', '--raw', taskId])).trim();
+      expect(stamped).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z hello from web\.\d$/);
+      const missing = await docker(['service', 'logs', 'nosuch']);
+      expect(missing.stderr.trim()).toBe('no such task or service: nosuch');
+    });
+
     it('service inspect shows the spec with defaults, and [] plus an error for an unknown service', async () => {
       const [web] = JSON.parse(await ok(['service', 'inspect', 'web'])) as { Spec: { Mode: unknown; TaskTemplate: { RestartPolicy: unknown } }; Endpoint: { Ports: unknown[] } }[];
       expect(web?.Spec.Mode).toEqual({ Replicated: { Replicas: 3 } });
@@ -121,13 +125,22 @@ describeInterop(
       for (const row of history) expect(row).toMatch(/\\_ web\.\d\s+shoal\/whoami(:latest)?\s+node-\d\s+Shutdown\s+Shutdown /);
     });
 
-    it('service scale web=5 prints "web scaled to 5", converges and shows 5/5', async () => {
+    it('service scale web=5 prints "web scaled to 5", converges and shows 5/5; logs -f shows the new tasks\' lines', async () => {
+      const follower = spawn('docker', ['-H', `tcp://${HOST}:${PORT}`, 'service', 'logs', '-f', 'web'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let followed = '';
+      follower.stdout.on('data', (c: Buffer) => (followed += c.toString()));
+      // The follower is stopped whatever happens below.
+      onTestFinished(() => void follower.kill());
       const r = await docker(['service', 'scale', 'web=5']);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('web scaled to 5');
       expect(r.stdout).toContain('overall progress: 5 out of 5 tasks\n');
       expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('verify: Service web converged');
       expect(await ok(['service', 'ls', '--format', '{{.Name}} {{.Replicas}}'])).toBe('web 5/5\n');
+      for (let i = 0; i < 100 && !/hello from web\.5\n/.test(followed); i++) await new Promise((done) => setTimeout(done, 100));
+      follower.kill();
+      expect(followed).toMatch(/^web\.4\.[0-9a-z]{12}@node-\d {4}\| hello from web\.4$/m);
+      expect(followed).toMatch(/^web\.5\.[0-9a-z]{12}@node-\d {4}\| hello from web\.5$/m);
     });
 
     it('service create --mode global puts one shoal/ping task on every node', async () => {
@@ -152,17 +165,6 @@ describeInterop(
       expect(await ok(['service', 'ls', '--format', '{{.Name}}'])).toBe('g\nweb\n');
     });
 
-    it('service logs prints <service>.<slot>.<task>@<node>    | <line> (stand-in log lines)', async () => {
-      const r = await docker(['service', 'logs', 'web'], LOGS_PORT);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toBe(`web.1.${LOG_TASK.slice(0, 12)}@node-2    | hello from web.1\n`);
-      expect(r.stderr).toBe(`web.1.${LOG_TASK.slice(0, 12)}@node-2    | to stderr\n`);
-      const t = await docker(['service', 'logs', '-t', '--raw', 'web'], LOGS_PORT);
-      expect(t.stdout).toBe('2026-12-07T10:00:00.000000001Z hello from web.1\n');
-      const missing = await docker(['service', 'logs', 'nosuch'], LOGS_PORT);
-      expect(missing.stderr.trim()).toBe('no such task or service: nosuch');
-    });
-
     it('network create, ls and rm', async () => {
       const id = (await ok(['network', 'create', '-d', 'overlay', 'net1'])).trim();
       expect(id).toMatch(/^[0-9a-z]{25}$/);
@@ -182,32 +184,6 @@ describeInterop(
       expect(again.code).toBe(1);
       expect(again.stderr.trim()).toBe('Error response from daemon: service web not found');
     });
-
-    /** A second API, on LOGS_PORT, whose control plane knows one service `web` with one task on node-2 and two log lines. */
-    async function startLogsStandIn(socket: string): Promise<ApiServer> {
-      const line = (text: string, stream: 'stdout' | 'stderr'): LogEntry => ({ TaskID: LOG_TASK, ServiceID: LOG_SERVICE, NodeID: LOG_NODE, Stream: stream, Timestamp: '2026-12-07T10:00:00.000000001Z', Line: text });
-      const control: Partial<ControlPlane> = {
-        getService: async (ref) => {
-          if (ref !== 'web' && ref !== LOG_SERVICE) throw new NotFoundError(`service ${ref} not found`);
-          return { ID: LOG_SERVICE, Version: { Index: 1 }, Spec: { Name: 'web', Labels: {}, Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami' } } } } as never;
-        },
-        getTask: async (ref) => {
-          if (ref !== LOG_TASK) throw new NotFoundError(`task ${ref} not found`);
-          return { ID: LOG_TASK, ServiceID: LOG_SERVICE, Slot: 1, NodeID: LOG_NODE, Spec: { ContainerSpec: { Image: 'shoal/whoami' } } } as never;
-        },
-        getNode: async () => ({ ID: LOG_NODE, Spec: {}, Description: { Hostname: 'node-2' } }) as never,
-        logs: async () => ({ entries: [line('hello from web.1', 'stdout'), line('to stderr', 'stderr')] }),
-      };
-      const backend: ApiBackend = {
-        nodeName: 'logs',
-        cluster: { swarmHeader: () => 'active/manager', info: async () => ({}) as never, control: () => control as ControlPlane, init: async () => '', join: async () => undefined, leave: async () => undefined },
-      };
-      return serveApi(backend, socket, { host: HOST, port: LOGS_PORT });
-    }
   },
   { root: false },
 );
-
-const LOG_SERVICE = 'svcaaaaaaaaaaaaaaaaaaaaa1';
-const LOG_TASK = 'tskbbbbbbbbbbbbbbbbbbbbb1';
-const LOG_NODE = 'nodcccccccccccccccccccccc';

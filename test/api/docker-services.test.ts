@@ -311,6 +311,21 @@ describe('log follow over HTTP', () => {
     expect(control.listeners.size).toBe(0);
   });
 
+  it('subscribes before the stream opens and lets go of an answer that is never opened', async () => {
+    const r = await handleApiRequest(backendOf(control), { method: 'GET', url: '/v1.50/services/web/logs?stdout=1&follow=1', body: Buffer.alloc(0) });
+    expect(control.listeners.size).toBe(1);
+    for (const l of control.listeners) l(entry('early'));
+    r.stream!.discard();
+    expect(control.listeners.size).toBe(0);
+    const again = await handleApiRequest(backendOf(control), { method: 'GET', url: '/v1.50/services/web/logs?stdout=1&follow=1', body: Buffer.alloc(0) });
+    for (const l of control.listeners) l(entry('early'));
+    const chunks: Buffer[] = [];
+    const stop = again.stream!.open({ write: (c) => void chunks.push(c), end: () => undefined });
+    expect(demux(Buffer.concat(chunks))).toEqual([[1, 'hello\n'], [1, 'early\n']]);
+    stop();
+    expect(control.listeners.size).toBe(0);
+  });
+
   it('ends the answer after the lines kept without follow', async () => {
     const body = await new Promise<Buffer>((resolve, reject) => {
       http

@@ -1,9 +1,10 @@
 /**
  * A real Manager (MemoryStore, real clock) behind the real API server, with STAND-IN AGENTS:
  * instead of agents running task processes, a loop in the test process heartbeats every node
- * and reports each task the manager assigns as running (and each task told to stop as
- * shut down), as an executor would. The API, manager, orchestrator and scheduler are the
- * real ones; the end-to-end test with real agents is the lead's (issue 8).
+ * and reports each task the manager assigns as running (and each task told to stop as shut
+ * down), as an executor would, with one log line per started task (`hello from web.1`). The
+ * API, manager, orchestrator and scheduler are the real ones; the end-to-end test with real
+ * agents is the lead's (issue 8).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,6 +14,7 @@ import { type ApiBackend } from '../../src/api/docker.js';
 import { type ApiServer, serveApi } from '../../src/api/server.js';
 import { generateNodeKey } from '../../src/cluster/ca.js';
 import { Manager, type NodeSelf } from '../../src/cluster/manager.js';
+import { taskName } from '../../src/cluster/service-spec.js';
 import type { TaskStatusUpdate } from '../../src/cluster/service-types.js';
 import { MemoryStore } from '../../src/cluster/store.js';
 import { RealClock } from '../../src/lib/clock.js';
@@ -89,7 +91,13 @@ export async function startStandInSwarm(hostnames: readonly string[], tcp?: { ho
       else if (t.DesiredState !== 'running' && ['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running'].includes(t.Status.State)) update = { TaskID: t.ID, State: 'shutdown', Message: 'shutdown', Timestamp: now };
       if (update) byNode.set(t.NodeID, [...(byNode.get(t.NodeID) ?? []), update]);
     }
-    for (const [node, updates] of byNode) await manager.reportTaskStatus(node, updates);
+    for (const [node, updates] of byNode) {
+      await manager.reportTaskStatus(node, updates);
+      // What a task's process would print first: one stdout line naming its task.
+      const started = updates.filter((u) => u.State === 'running').map((u) => manager.getTask(u.TaskID));
+      const lines = started.map((t) => ({ TaskID: t.ID, Stream: 'stdout' as const, Timestamp: now, Line: `hello from ${taskName(manager.getService(t.ServiceID, { insertDefaults: false }).Spec.Name, t)}` }));
+      if (lines.length > 0) manager.appendLogs(node, lines);
+    }
   };
   const loop = (async () => {
     while (!swarm.stopped) {
