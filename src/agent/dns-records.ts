@@ -29,7 +29,8 @@ interface RouteEntry {
   readonly route: ServiceRoute;
   /** The name as the table's rows spell it. */
   readonly tableName: string;
-  readonly ports: readonly ServicePort[];
+  /** Built once per setServices: its `ports` reads the rows live, only when asked (SRV). */
+  readonly record: ServiceRecord;
   readonly vip?: string;
 }
 
@@ -69,7 +70,17 @@ export class MeshDnsRecords implements DnsRecords {
       }
       // "100.64.0.130", or as the API shows VirtualIPs, "100.64.0.130/24".
       const vip = route.VirtualIP?.split('/')[0];
-      next.set(name, { route, tableName: route.Name, ports, ...(vip && { vip }) });
+      const tableName = route.Name;
+      const rowsOf = (): EndpointRow[] => this.#rows(tableName);
+      const record: ServiceRecord = {
+        name,
+        endpointMode: route.EndpointMode,
+        ...(route.EndpointMode === 'vip' && vip !== undefined && { vip }),
+        get ports() {
+          return withRowPorts(ports, rowsOf());
+        },
+      };
+      next.set(name, { route, tableName, record, ...(vip && { vip }) });
       if (route.EndpointMode === 'vip' && vip) vips.set(vip, name);
     }
     this.#routes = next;
@@ -82,18 +93,7 @@ export class MeshDnsRecords implements DnsRecords {
 
   service(name: string): ServiceRecord | undefined {
     const entry = this.#routes.get(name);
-    if (entry) {
-      const rowsOf = (): EndpointRow[] => this.#rows(entry.tableName);
-      // `ports` only matters to SRV: read the rows then, not on every A query for a VIP.
-      return {
-        name,
-        endpointMode: entry.route.EndpointMode,
-        ...(entry.route.EndpointMode === 'vip' && entry.vip !== undefined && { vip: entry.vip }),
-        get ports() {
-          return withRowPorts(entry.ports, rowsOf());
-        },
-      };
-    }
+    if (entry) return entry.record;
     if (this.#skip.has(name)) return undefined;
     const rows = this.#rows(name);
     if (rows.length === 0) return undefined;
@@ -141,8 +141,20 @@ export class MeshDnsRecords implements DnsRecords {
   }
 }
 
+/**
+ * Task records by row: rows are immutable and replaced on every change, so a record derived
+ * from one stays exact for as long as the row is the table's (and is collected with it).
+ */
+const TASK_RECORDS = new WeakMap<EndpointRow, TaskRecord>();
+
 /** A row as the resolver sees a task. */
 export function taskRecord(row: EndpointRow): TaskRecord {
+  let record = TASK_RECORDS.get(row);
+  if (!record) TASK_RECORDS.set(row, (record = toTaskRecord(row)));
+  return record;
+}
+
+function toTaskRecord(row: EndpointRow): TaskRecord {
   return {
     service: row.service.toLowerCase(),
     slot: row.slot === 0 ? dnsLabel(row.node) : String(row.slot),
