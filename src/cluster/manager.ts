@@ -615,11 +615,16 @@ export class Manager {
 
   /** Log lines of tasks on `nodeId` (kept in a bounded in-memory broker, not in the store); lines of tasks not on that node are dropped. */
   appendLogs(nodeId: string, lines: readonly TaskLogLine[]): void {
+    // One store read per task of the batch, not per line (a batch is mostly one task's lines).
+    const seen = new Map<string, string | undefined>();
     this.logBroker.append(
       nodeId,
       (taskId) => {
-        const task = this.#store.get<TaskRecord>('task', taskId);
-        return task?.NodeID === nodeId ? task.ServiceID : undefined;
+        if (!seen.has(taskId)) {
+          const task = this.#store.get<TaskRecord>('task', taskId);
+          seen.set(taskId, task?.NodeID === nodeId ? task.ServiceID : undefined);
+        }
+        return seen.get(taskId);
       },
       lines,
     );
@@ -827,7 +832,16 @@ class ServiceTasks extends Set<string> {
     this.#serviceOf = serviceOf;
   }
 
+  /** Task → service never changes: answers are kept (a bounded number) so a busy follower reads the store once per task. */
+  readonly #known = new Map<string, boolean>();
+
   override has(taskId: string): boolean {
-    return this.#serviceOf(taskId) === this.#serviceId;
+    let mine = this.#known.get(taskId);
+    if (mine === undefined) {
+      mine = this.#serviceOf(taskId) === this.#serviceId;
+      if (this.#known.size >= 4096) this.#known.clear();
+      this.#known.set(taskId, mine);
+    }
+    return mine;
   }
 }
