@@ -1,9 +1,11 @@
 /**
- * `make demo`: the routing mesh on this machine, without root. Three agents on 127.0.0.2–4
- * join one gossip and read compose/whoami.yaml: `shoal/whoami` tasks run on node-1 (two) and
- * node-2 (one), published on 8080 on every node; node-3 runs none, so `curl 127.0.0.4:8080`
- * crosses the userspace VXLAN overlay to a task on another host. The demo shows a few answers,
- * prints the commands to try, and stops every agent and task on Ctrl-C.
+ * `make demo`: a swarm on this machine, without root, built the way the Swarm docs build one.
+ * Three agents on 127.0.0.2–4 join one gossip; node-1 runs `swarm init`, node-2 and node-3
+ * join with the worker token; `service create --name web --replicas 3 -p 8080:80 shoal/whoami`
+ * makes the managers schedule three tasks, one per node, which the agents' executors run.
+ * Then `curl` through every node shows the routing mesh spreading requests over every task,
+ * across the userspace VXLAN overlay. Every command is printed as a user would type it, with
+ * shoal's own CLI (the docker CLI works the same against `--api-tcp`). Ctrl-C stops everything.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,27 +16,44 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, 'main.js');
-const CATALOG = path.resolve(HERE, '../../compose/whoami.yaml');
 const NODES = [
-  { name: 'node-1', addr: '127.0.0.2', tasks: 'whoami ×2' },
-  { name: 'node-2', addr: '127.0.0.3', tasks: 'whoami ×1' },
-  { name: 'node-3', addr: '127.0.0.4', tasks: 'no task' },
-];
+  { name: 'node-1', addr: '127.0.0.2' },
+  { name: 'node-2', addr: '127.0.0.3' },
+  { name: 'node-3', addr: '127.0.0.4' },
+] as const;
+type DemoNode = (typeof NODES)[number];
+const PUBLISHED = 8080;
 const runDir = mkdtempSync(path.join(os.tmpdir(), 'shoal-demo-'));
-const children: ChildProcess[] = [];
+const agents: ChildProcess[] = [];
+
+const socketOf = (node: DemoNode): string => path.join(runDir, `${node.name}.sock`);
 
 function say(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
-function startAgent(node: (typeof NODES)[number]): Promise<void> {
-  const args = [CLI, 'agent', '--node-name', node.name, '--advertise-addr', node.addr, '--join', NODES[0]!.addr, '--catalog', CATALOG,
-    '--api-socket', path.join(runDir, `${node.name}.sock`), '--data-dir', path.join(runDir, node.name)];
+function startAgent(node: DemoNode): Promise<void> {
+  const args = [CLI, 'agent', '--node-name', node.name, '--advertise-addr', node.addr, '--join', NODES[0].addr, '--api-socket', socketOf(node), '--data-dir', path.join(runDir, node.name),
+    ...(node === NODES[0] ? [] : ['--mirrors', 'off'])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, SHOAL_LOG_LEVEL: process.env['SHOAL_LOG_LEVEL'] ?? 'warn' } });
-  children.push(child);
+  agents.push(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${node.name} exited with code ${code}`)));
     child.stdout?.once('data', () => resolve());
+  });
+}
+
+/** Runs `shoal <args>` against `node`'s agent, printing the command and, unless `quiet`, its output. */
+function shoal(node: DemoNode, args: readonly string[], quiet = false): Promise<string> {
+  say(`$ shoal ${args.join(' ')}${' '.repeat(Math.max(1, 60 - args.join(' ').length))}# on ${node.name}`);
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, SHOAL_API_SOCKET: socketOf(node) } });
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    if (!quiet) process.stdout.write(chunk);
+  });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`shoal ${args[0]} ${args[1]} failed with code ${code}`))));
   });
 }
 
@@ -50,10 +69,10 @@ function get(url: string): Promise<string> {
   });
 }
 
-/** Waits (bounded) until every node answers on 8080: the tasks are up and the tables have spread. */
+/** Waits (bounded) until every node answers on the published port: the tables have spread. */
 async function waitForMesh(): Promise<boolean> {
   for (let i = 0; i < 60; i++) {
-    const answers = await Promise.all(NODES.map((n) => get(`http://${n.addr}:8080/`).then(() => true, () => false)));
+    const answers = await Promise.all(NODES.map((n) => get(`http://${n.addr}:${PUBLISHED}/`).then(() => true, () => false)));
     if (answers.every(Boolean)) return true;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -62,7 +81,7 @@ async function waitForMesh(): Promise<boolean> {
 
 async function stopAll(): Promise<void> {
   await Promise.all(
-    children.map(
+    agents.map(
       (c) =>
         new Promise<void>((resolve) => {
           if (c.exitCode !== null || c.signalCode !== null) return resolve();
@@ -75,24 +94,40 @@ async function stopAll(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  say('shoal demo: the routing mesh on three agents (no root needed)');
+  say('shoal demo: a three-node swarm on this machine (no root needed)');
   say();
   await Promise.all(NODES.map(startAgent));
-  for (const n of NODES) say(`  ${n.name}  ${n.addr}  ${n.tasks}`);
+  for (const n of NODES) say(`  ${n.name}  shoal agent --advertise-addr ${n.addr}`);
   say();
-  if (!(await waitForMesh())) throw new Error('the mesh did not answer on every node within 30 s');
+  const [first, second, third] = NODES;
+  await shoal(first, ['swarm', 'init', '--advertise-addr', first.addr]);
+  const token = (await shoal(first, ['swarm', 'join-token', '-q', 'worker'])).trim();
+  await shoal(second, ['swarm', 'join', '--token', token, `${first.addr}:2377`]);
+  await shoal(third, ['swarm', 'join', '--token', token, `${first.addr}:2377`]);
+  say();
+  await shoal(first, ['node', 'ls']);
+  say();
+  await shoal(first, ['service', 'create', '--name', 'web', '--replicas', '3', '-p', `${PUBLISHED}:80`, 'shoal/whoami']);
+  say();
+  await shoal(first, ['service', 'ps', 'web']);
+  say();
+  if (!(await waitForMesh())) throw new Error(`the mesh did not answer on every node within 30 s`);
   for (const n of NODES) {
     const tasks: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const body = await get(`http://${n.addr}:8080/`);
-      tasks.push(/task: (\S+)/.exec(body)?.[1] ?? '?');
+      const body = await get(`http://${n.addr}:${PUBLISHED}/`);
+      tasks.push(`${/task: (\S+)/.exec(body)?.[1] ?? '?'}@${/node: (\S+)/.exec(body)?.[1] ?? '?'}`);
     }
-    say(`  curl ${n.addr}:8080  →  ${tasks.join(' ')}${n.tasks === 'no task' ? '   (over the overlay)' : ''}`);
+    say(`  curl ${n.addr}:${PUBLISHED}  →  ${tasks.join(' ')}`);
   }
   say();
-  say('Try it yourself:');
-  for (const n of NODES) say(`  curl ${n.addr}:8080/${n.tasks === 'no task' ? '        # runs no task: answered over the userspace VXLAN overlay' : ''}`);
-  say(`  node dist/cli/main.js metrics --api-socket ${path.join(runDir, 'node-3.sock')} | grep mesh_`);
+  say('Try it yourself (answers from tasks on other nodes cross the userspace VXLAN overlay):');
+  for (const n of NODES) say(`  curl ${n.addr}:${PUBLISHED}/`);
+  say(`  export SHOAL_API_SOCKET=${socketOf(first)}`);
+  say('  node dist/cli/main.js service scale web=5');
+  say('  node dist/cli/main.js service ps web');
+  say('  node dist/cli/main.js service logs web');
+  say(`  node dist/cli/main.js metrics --api-socket ${socketOf(third)} | grep mesh_`);
   say();
   if (process.env['SHOAL_DEMO_EXIT'] === '1') {
     await stopAll();

@@ -16,9 +16,13 @@ export interface AgentProcess {
   readonly apiSocket: string;
 }
 
-/** `args` are the agent's flags; `--api-socket` must be among them. Resolves once the agent says it is ready. */
+/**
+ * `args` are the agent's flags; `--api-socket` must be among them. Resolves once the agent says
+ * it is ready. Host-side mirrors (127.64.0.0/10) are off unless `args` turn them on: agents of
+ * test files running in parallel would otherwise race for the same mirror addresses.
+ */
 export async function startAgent(args: readonly string[], options: { netns?: Netns } = {}): Promise<AgentProcess> {
-  const argv = ['--import', 'tsx', CLI_ENTRY, 'agent', ...args];
+  const argv = ['--import', 'tsx', CLI_ENTRY, 'agent', ...args, ...(args.includes('--mirrors') ? [] : ['--mirrors', 'off'])];
   const env = { ...process.env, SHOAL_LOG_LEVEL: process.env['SHOAL_LOG_LEVEL'] ?? 'warn' };
   const child = options.netns ? options.netns.spawn(process.execPath, argv, env) : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: ROOT });
   const line = await waitForLine(child, (l) => l.startsWith('{"ready":true'));
