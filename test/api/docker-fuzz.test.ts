@@ -46,7 +46,7 @@ describe('Docker API under fuzzed input', () => {
 
   /** What every answer must look like, whatever was asked. */
   const checkAnswer = (r: ApiResponse): void => {
-    expect([200, 400, 401, 403, 404, 500, 503]).toContain(r.status);
+    expect([200, 201, 204, 400, 401, 403, 404, 409, 500, 503]).toContain(r.status);
     expect(r.headers['Api-Version']).toBe('1.50');
     if (r.status >= 400) {
       expect(r.headers['Content-Type']).toBe('application/json');
@@ -62,6 +62,8 @@ describe('Docker API under fuzzed input', () => {
     fc.constantFrom('/_ping', '/version', '/info', '/swarm', '/swarm/init', '/swarm/join', '/swarm/update', '/swarm/unlockkey', '/nodes', '/metrics', '/shoal/overlay/ping'),
     segment.map((s) => `/nodes/${s}`),
     segment.map((s) => `/nodes/${s}/update`),
+    fc.constantFrom('/services', '/services/create', '/tasks', '/networks', '/networks/create', '/secrets', '/configs'),
+    fc.tuple(fc.constantFrom('/services/', '/tasks/', '/networks/', '/distribution/'), segment, fc.constantFrom('', '/update', '/logs', '/json', '/x/json')).map(([a, b, c]) => `${a}${b}${c}`),
     fc.string({ maxLength: 40 }).map((s) => `/${s}`),
   );
   const prefix = fc.oneof(fc.constant(''), fc.constantFrom('/v1.50', '/v1.24', '/v1.12', '/v9.99', '/v1.0', '/v01.050'));
@@ -69,7 +71,8 @@ describe('Docker API under fuzzed input', () => {
     fc.constant(''),
     fc.constantFrom('?version=1', '?version=-1', '?version=1e3', '?version=99999999999999999999', '?force=1', '?force=false', '?filters=%7B', '?filters=[]'),
     fc.dictionary(fc.constantFrom('version', 'force', 'filters', 'rotateWorkerToken', 'rotateManagerToken', 'x'), fc.string({ maxLength: 20 }), { maxKeys: 3 }).map((q) => `?${new URLSearchParams(q).toString()}`),
-    fc.dictionary(fc.constantFrom('id', 'name', 'role', 'label', 'node.label', 'membership', 'bogus'), fc.oneof(fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 8 }), fc.anything({ maxDepth: 1 }), { maxKeys: 2 }), fc.anything({ maxDepth: 1 })), { maxKeys: 3 }).map((f) => `?filters=${encodeURIComponent(JSON.stringify(f))}`),
+    fc.dictionary(fc.constantFrom('stdout', 'stderr', 'details', 'timestamps', 'follow', 'tail', 'since', 'insertDefaults', 'status', 'rollback', 'version', 'scope'), fc.oneof(fc.constantFrom('1', '0', 'true', 'all', '-1', '5', 'previous', '1700000000.5'), fc.string({ maxLength: 12 })), { maxKeys: 5 }).map((q) => `?${new URLSearchParams(q).toString()}`),
+    fc.dictionary(fc.constantFrom('id', 'name', 'role', 'label', 'node.label', 'membership', 'bogus', 'service', 'node', 'desired-state', '_up-to-date', 'mode', 'driver', 'scope', 'type'), fc.oneof(fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 8 }), fc.anything({ maxDepth: 1 }), { maxKeys: 2 }), fc.anything({ maxDepth: 1 })), { maxKeys: 3 }).map((f) => `?filters=${encodeURIComponent(JSON.stringify(f))}`),
   );
   const nodeSpec = fc.record(
     { Labels: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 }), { maxKeys: 4 }), fc.anything({ maxDepth: 2 })), Role: fc.oneof(fc.constantFrom('worker', 'manager'), fc.anything({ maxDepth: 1 })), Availability: fc.oneof(fc.constantFrom('active', 'pause', 'drain'), fc.anything({ maxDepth: 1 })), Name: fc.anything({ maxDepth: 1 }) },
@@ -79,8 +82,22 @@ describe('Docker API under fuzzed input', () => {
     { Name: fc.anything({ maxDepth: 1 }), Labels: fc.anything({ maxDepth: 2 }), Dispatcher: fc.oneof(fc.record({ HeartbeatPeriod: fc.oneof(fc.integer(), fc.double(), fc.string()) }), fc.anything({ maxDepth: 1 })), CAConfig: fc.anything({ maxDepth: 2 }), Orchestration: fc.anything({ maxDepth: 2 }), Raft: fc.anything({ maxDepth: 2 }), EncryptionConfig: fc.anything({ maxDepth: 2 }) },
     { requiredKeys: [] },
   );
+  // Service specs: a good one with random edits at the paths shoal acts on, so that some are
+  // created (and later updated, scaled, removed) and most are refused.
+  const serviceSpec = fc
+    .tuple(
+      fc.constantFrom('web', 'w2', 'g', '', 'x'.repeat(70)),
+      fc.constantFrom('shoal/whoami', 'shoal/ping:1', '/bin/true', 'nginx', ''),
+      fc.oneof(fc.constant({ Replicated: { Replicas: 1 } }), fc.constant({ Global: {} }), fc.record({ Replicated: fc.record({ Replicas: fc.oneof(fc.integer({ min: -2, max: 3 }), fc.string()) }) }), fc.anything({ maxDepth: 2 })),
+      fc.oneof(fc.constant(undefined), fc.record({ Ports: fc.array(fc.record({ TargetPort: fc.integer({ min: -1, max: 70000 }), PublishedPort: fc.integer({ min: 0, max: 70000 }), Protocol: fc.constantFrom('tcp', 'udp', 'sctp') }), { maxLength: 2 }) }), fc.anything({ maxDepth: 2 })),
+      fc.dictionary(fc.constantFrom('Env', 'Args', 'Healthcheck', 'Replicaz', 'Labels'), fc.anything({ maxDepth: 2 }), { maxKeys: 2 }),
+    )
+    .map(([Name, Image, Mode, EndpointSpec, extra]) => ({ Name, TaskTemplate: { ContainerSpec: { Image, ...extra } }, Mode, ...(EndpointSpec === undefined ? {} : { EndpointSpec }) }));
+  const networkBody = fc.record({ Name: fc.oneof(fc.constantFrom('net1', 'ingress', ''), fc.string({ maxLength: 10 })), Driver: fc.oneof(fc.constantFrom('overlay', 'bridge'), fc.anything({ maxDepth: 1 })), Labels: fc.anything({ maxDepth: 1 }), IPAM: fc.anything({ maxDepth: 2 }) }, { requiredKeys: [] });
   const body = fc.oneof(
     fc.constant(undefined),
+    serviceSpec,
+    networkBody,
     nodeSpec,
     swarmSpec,
     fc.anything({ maxDepth: 3 }),
@@ -98,6 +115,8 @@ describe('Docker API under fuzzed input', () => {
         const url = `${p}${r.replace('NODE', nodeId)}${q}`;
         const answer = await call(m, url, b);
         checkAnswer(answer);
+        // A streamed answer (logs) is opened and closed at once: nothing may stay subscribed.
+        if (answer.stream) answer.stream.open({ write: () => undefined, end: () => undefined })();
       }),
       { numRuns: RUNS },
     );
