@@ -27,7 +27,7 @@ const T1 = 'k5q3n9x2m7c4v8b1z6a0s3d5f';
 const T2 = 'p0o9i8u7y6t5r4e3w2q1a2s3d';
 const RUNNER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'names-netns-runner.ts');
 
-describeInterop('agent: names from a kernel VXLAN namespace (dig and curl against the overlay)', ['ip', 'dig', 'curl', 'ethtool'], () => {
+describeInterop('agent: names from a kernel VXLAN namespace (dig and curl against the overlay)', ['ip', 'bridge', 'dig', 'curl', 'ethtool'], () => {
   let shoal: Netns;
   let kernel: Netns;
   let runner: ChildProcess | undefined;
