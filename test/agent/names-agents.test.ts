@@ -11,13 +11,14 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent } from '../helpers/agent.js';
 import { describeInterop } from '../helpers/interop.js';
+import { childrenOf } from '../helpers/mesh-cluster.js';
 import { stopProcess } from '../helpers/netns.js';
 import { httpGet } from '../mesh/mesh-helpers.js';
 
@@ -103,6 +104,29 @@ describeInterop(
       expect(await dig(dns, 'names-web')).toEqual([VIP_MIRROR]);
       expect(await dig(dns, 'tasks.names-web')).toEqual(['127.64.10.128', '127.64.10.129']);
       expect(await dig(dns, '-x', VIP_MIRROR)).toEqual(['names-web.']);
+    });
+
+    it('node-1’s answer changes within a second of a task dying on node-3, and again when the task is back', async () => {
+      const node3 = agents[2]!.pid!;
+      let victim: number | undefined;
+      for (const pid of await childrenOf(node3)) {
+        const env = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+        if (env.split('\0').includes('SHOAL_TASK=names-web.2')) victim = pid;
+      }
+      expect(victim).toBeDefined();
+      process.kill(victim!, 'SIGKILL');
+      let answer: string[] = [];
+      for (let i = 0; i < 20 && answer.length !== 1; i++) {
+        answer = await dig(dns, 'tasks.names-web');
+        if (answer.length !== 1) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(answer).toEqual(['127.64.10.128']);
+      // The supervisor restarts it (Docker's backoff): the name comes back (bounded: 60 × 0.5 s).
+      for (let i = 0; i < 60 && answer.length !== 2; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        answer = await dig(dns, 'tasks.names-web');
+      }
+      expect(answer).toEqual(['127.64.10.128', '127.64.10.129']);
     });
 
     it('a host process on node-1 fetches from both tasks through the VIP’s mirror, and from one through its task mirror', async () => {
