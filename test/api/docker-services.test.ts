@@ -1,15 +1,21 @@
 /**
  * The Docker API's service, task, network, logs and distribution routes (spec §4, §6, §8, §9)
- * on handleApiRequest and on the real HTTP server, over a recording stand-in ControlPlane: what
- * each route passes to the manager and what the client receives (statuses, bodies, the
- * multiplexed log stream, follow kept open until the client goes away).
+ * on handleApiRequest and on the real HTTP server: over a recording stand-in ControlPlane (what
+ * each route passes to the manager and what the client receives: statuses, bodies, the
+ * multiplexed log stream, follow kept open until the client goes away), then over a real
+ * Manager, in process and through the forwarding a manager that is not the leader does.
  */
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControlPlane, LogEntry, LogStream } from '../../src/agent/control-plane.js';
+import { type ControlPlane, type LogEntry, type LogStream, callControl, forwardingControl, localControl } from '../../src/agent/control-plane.js';
+import { generateNodeKey } from '../../src/cluster/ca.js';
+import { Manager } from '../../src/cluster/manager.js';
+import { MemoryStore } from '../../src/cluster/store.js';
+import { ManualClock } from '../../src/lib/clock.js';
+import { SeededRng } from '../../src/lib/rng.js';
 import type { SwarmInfo } from '../../src/agent/cluster-node.js';
 import { type ApiBackend, type ApiResponse, handleApiRequest, logFrame } from '../../src/api/docker.js';
 import { type ApiServer, serveApi } from '../../src/api/server.js';
@@ -338,5 +344,92 @@ describe('log follow over HTTP', () => {
     });
     expect(demux(body)).toEqual([[1, 'hello\n']]);
     expect(control.listeners.size).toBe(0);
+  });
+});
+
+describe('the routes on a real Manager, local and forwarded to the leader', () => {
+  /** The Docker API over `control`: the leader's own, or another manager's that forwards every call as JSON. */
+  const realBackend = (control: () => ControlPlane): ApiBackend => ({
+    nodeName: 'lead',
+    cluster: { swarmHeader: () => 'active/manager', info: async () => INACTIVE, control, init: async () => '', join: async () => undefined, leave: async () => undefined },
+  });
+  const json = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
+
+  let manager: Manager;
+  beforeAll(async () => {
+    manager = new Manager({ store: new MemoryStore(), clock: new ManualClock(), wallClock: () => Date.parse('2026-12-07T12:00:00Z'), rng: new SeededRng(5) });
+    const description = { Hostname: 'lead', Platform: { Architecture: 'x86_64', OS: 'linux' }, Resources: { NanoCPUs: 2e9, MemoryBytes: 1 << 30 }, Engine: { EngineVersion: '0.1.0', Labels: {}, Plugins: [] } };
+    await manager.init({ self: { hostname: 'lead', addr: '127.0.0.1', managerAddr: '127.0.0.1:2377', description }, publicKeyPem: generateNodeKey().publicKeyPem });
+  });
+  afterAll(() => manager?.close());
+
+  const variants: [string, () => ControlPlane][] = [
+    ['local', () => localControl(manager)],
+    // What cluster-node does between managers: {Method, Args} as JSON to the leader, checked by callControl there.
+    ['forwarded', () => forwardingControl(async (method, args) => json((await callControl(localControl(manager), method, json(args))) ?? {}))],
+  ];
+
+  it.each(variants)('create, inspect by name and prefix, update, rollback, logs, remove (%s)', async (variant, control) => {
+    const api = (method: string, url: string, body?: unknown): Promise<ApiResponse> =>
+      handleApiRequest(realBackend(control), { method, url, body: Buffer.from(body === undefined ? '' : JSON.stringify(body)) });
+    const name = `web-${variant}`;
+    const port = variant === 'local' ? 8080 : 8081;
+    const spec = { Name: name, Labels: {}, TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami:latest', Init: false, DNSConfig: {} }, Resources: { Limits: {}, Reservations: {} }, Placement: {}, ForceUpdate: 0 }, Mode: { Replicated: { Replicas: 2 } }, EndpointSpec: { Mode: 'vip', Ports: [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: port, PublishMode: 'ingress' }] } };
+    const created = await api('POST', '/v1.50/services/create', spec);
+    expect(created.status).toBe(201);
+    const { ID: id, Warnings } = JSON.parse(created.body) as { ID: string; Warnings: unknown };
+    expect(Warnings).toBeNull();
+    const byName = JSON.parse((await api('GET', `/v1.50/services/${name}`)).body) as { ID: string; Version: { Index: number }; Spec: unknown };
+    expect(byName.ID).toBe(id);
+    expect(JSON.parse((await api('GET', `/v1.50/services/${id.slice(0, 6)}?insertDefaults=true`)).body)).toMatchObject({ ID: id, Spec: { UpdateConfig: { Monitor: 5e9 } } });
+    expect((await api('POST', '/v1.50/services/create', spec)).status).toBe(409);
+
+    const stale = await api('POST', `/v1.50/services/${name}/update?version=${byName.Version.Index - 1}`, spec);
+    expect([stale.status, JSON.parse(stale.body)]).toEqual([500, { message: 'update out of sequence' }]);
+    const noPrevious = await api('POST', `/v1.50/services/${name}/update?version=${byName.Version.Index}&rollback=previous`, spec);
+    expect([noPrevious.status, JSON.parse(noPrevious.body).message]).toEqual([400, `service ${id} does not have a previous spec`]);
+    const renamed = await api('POST', `/v1.50/services/${name}/update?version=${byName.Version.Index}`, { ...spec, Name: 'other' });
+    expect(renamed.status).toBe(400);
+    const typo = await api('POST', `/v1.50/services/${name}/update?version=${byName.Version.Index}`, { ...spec, Mode: { Replicated: { Replicaz: 3 } } });
+    expect([typo.status, JSON.parse(typo.body).message]).toEqual([400, 'unknown field "Replicaz" in Mode.Replicated']);
+    const scaled = await api('POST', `/v1.50/services/${name}/update?version=${byName.Version.Index}`, { ...spec, Mode: { Replicated: { Replicas: 3 } } });
+    expect([scaled.status, scaled.body]).toEqual([200, '{"Warnings":null}']);
+
+    const tasks = JSON.parse((await api('GET', `/v1.50/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true } }))}`)).body) as { ID: string; Slot: number; NodeID: string }[];
+    expect(tasks.map((t) => t.Slot).sort()).toEqual([1, 2, 3]);
+    const task = tasks[0]!;
+    expect(JSON.parse((await api('GET', `/v1.50/tasks/${task.ID}`)).body)).toMatchObject({ ID: task.ID, ServiceID: id });
+    manager.appendLogs(task.NodeID, [{ TaskID: task.ID, Stream: 'stdout', Timestamp: '2026-12-07T12:00:01.000000000Z', Line: 'hello' }]);
+    const logs = await api('GET', `/v1.50/services/${name}/logs?stdout=1&stderr=1&details=1`);
+    expect(collect(logs)).toEqual([[1, `com.docker.swarm.node.id=${task.NodeID},com.docker.swarm.service.id=${id},com.docker.swarm.task.id=${task.ID} hello\n`]]);
+    // follow: the leader keeps the stream open; a forwarded call ends after the lines kept.
+    const follow = await api('GET', `/v1.50/tasks/${task.ID}/logs?stdout=1&follow=1`);
+    let ended = false;
+    const frames: Buffer[] = [];
+    const stop = follow.stream!.open({ write: (c) => void frames.push(c), end: () => void (ended = true) });
+    manager.appendLogs(task.NodeID, [{ TaskID: task.ID, Stream: 'stdout', Timestamp: '2026-12-07T12:00:02.000000000Z', Line: 'later' }]);
+    stop();
+    expect([ended, demux(Buffer.concat(frames))]).toEqual(variant === 'local' ? [false, [[1, 'hello\n'], [1, 'later\n']]] : [true, [[1, 'hello\n']]]);
+
+    const removed = await api('DELETE', `/v1.50/services/${name}`);
+    expect([removed.status, removed.body]).toEqual([200, '']);
+    expect((await api('GET', `/v1.50/services/${id}`)).status).toBe(404);
+  });
+
+  it.each(variants)('lists ingress, creates and removes networks, refuses a name taken (%s)', async (variant, control) => {
+    const api = (method: string, url: string, body?: unknown): Promise<ApiResponse> =>
+      handleApiRequest(realBackend(control), { method, url, body: Buffer.from(body === undefined ? '' : JSON.stringify(body)) });
+    const networks = JSON.parse((await api('GET', '/v1.50/networks')).body) as { Name: string; Id: string; Ingress: boolean }[];
+    expect(networks.find((n) => n.Name === 'ingress')).toMatchObject({ Ingress: true });
+    const name = `net-${variant}`;
+    const body = { Driver: 'overlay', Scope: '', IPAM: { Driver: 'default', Options: {}, Config: [] }, Internal: false, Attachable: false, Ingress: false, ConfigOnly: false, ConfigFrom: null, Options: {}, Labels: {}, Name: name };
+    const created = await api('POST', '/v1.50/networks/create', body);
+    expect(created.status).toBe(201);
+    const { Id, Warning } = JSON.parse(created.body) as { Id: string; Warning: string };
+    expect(Warning).toBe('');
+    expect(JSON.parse((await api('GET', `/v1.50/networks/${name}?scope=swarm`)).body)).toMatchObject({ Id, Name: name, Scope: 'swarm', Driver: 'overlay' });
+    expect((await api('POST', '/v1.50/networks/create', body)).status).toBe(409);
+    const removed = await api('DELETE', `/v1.50/networks/${Id}`);
+    expect([removed.status, removed.body]).toEqual([204, '']);
   });
 });
