@@ -179,7 +179,7 @@ describe('Docker API under fuzzed input', () => {
       { Token: fc.oneof(fc.string(), fc.anything({ maxDepth: 1 })), PublicKeyPem: fc.oneof(fc.string(), fc.constant('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')), Addr: fc.anything({ maxDepth: 1 }), ManagerAddr: fc.oneof(fc.string(), fc.constant('127.0.0.1:1')), Role: fc.anything({ maxDepth: 1 }), Availability: fc.anything({ maxDepth: 1 }), Description: fc.anything({ maxDepth: 3 }) },
       { requiredKeys: [] },
     );
-    const control = fc.record({ Method: fc.oneof(fc.constantFrom('swarm', 'listNodes', 'getNode', 'updateNode', 'removeNode', 'updateSwarm', 'constructor', '__proto__'), fc.anything({ maxDepth: 1 })), Args: fc.anything({ maxDepth: 3 }) }, { requiredKeys: [] });
+    const control = fc.record({ Method: fc.oneof(fc.constantFrom('swarm', 'listNodes', 'getNode', 'updateNode', 'removeNode', 'updateSwarm', 'createService', 'listServices', 'getService', 'updateService', 'removeService', 'listTasks', 'getTask', 'listNetworks', 'getNetwork', 'createNetwork', 'removeNetwork', 'logs', 'constructor', '__proto__'), fc.anything({ maxDepth: 1 })), Args: fc.anything({ maxDepth: 3 }) }, { requiredKeys: [] });
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom('/join', '/heartbeat', '/renew', '/control', '/ca', '/nope'),
