@@ -22,7 +22,7 @@ import type { IngressListeners } from '../mesh/node-ingress.js';
 import type { MeshRouter } from '../mesh/router.js';
 import type { EndpointTable } from '../mesh/endpoint-table.js';
 import type { OverlayTaskListeners } from '../mesh/task-listeners.js';
-import { type Catalog, type CatalogTask, serviceOf } from './catalog.js';
+import { type Catalog, type CatalogTask, serviceOf, tasksOf } from './catalog.js';
 import { type BackoffOptions, CatalogSupervisor, type TaskLocation } from './catalog-supervisor.js';
 import { LB_SERVICE, type MeshService, NodeMesh, type NodeMeshOverlay } from './node-mesh.js';
 
@@ -60,15 +60,36 @@ export function catalogServices(catalog: Catalog): MeshService[] {
   return catalog.services.map((s) => ({ name: s.name, ports: s.ports }));
 }
 
+/** What attaching a catalog to an existing NodeMesh needs (the mesh's own options are its own). */
+export interface CatalogSourceOptions {
+  readonly catalog: Catalog;
+  /** This node's name: the catalog's `nodes:` key. */
+  readonly nodeName: string;
+  readonly clock: Clock;
+  readonly logger?: Logger;
+  readonly backoff?: Partial<BackoffOptions>;
+}
+
+/** The `setServices` source name of the catalog's services. */
+export const CATALOG_SOURCE = 'catalog';
+
 export class CatalogMesh {
-  /** The mesh this catalog drives (the executor's source would drive the same kind). */
+  /** The mesh this catalog drives (shared with the executor when attached). */
   readonly node: NodeMesh;
   readonly supervisor: CatalogSupervisor;
+  /** Whether this CatalogMesh started the NodeMesh (and so closes it), or was attached to one. */
+  readonly #owned: boolean;
+  readonly #catalog: Catalog;
+  readonly #nodeName: string;
+  #stopping = false;
   #closed = false;
 
-  private constructor(node: NodeMesh, supervisor: CatalogSupervisor) {
+  private constructor(node: NodeMesh, supervisor: CatalogSupervisor, owned: boolean, catalog: Catalog, nodeName: string) {
     this.node = node;
     this.supervisor = supervisor;
+    this.#owned = owned;
+    this.#catalog = catalog;
+    this.#nodeName = nodeName;
   }
 
   get table(): EndpointTable {
@@ -92,13 +113,12 @@ export class CatalogMesh {
   }
 
   /**
-   * Starts the mesh of one node: listeners first (every published port answers, even before any
-   * task is known), then this node's tasks. Rejects with the bind error of a published port
-   * (EADDRINUSE …) after closing what it opened, or InvalidArgumentError for a VTEP address that
-   * is not an IPv4 address.
+   * Starts the mesh of one node with the catalog as its only source: listeners first (every
+   * published port answers, even before any task is known), then this node's tasks. Rejects
+   * with the bind error of a published port (EADDRINUSE …) after closing what it opened, or
+   * InvalidArgumentError for a VTEP address that is not an IPv4 address.
    */
   static async start(o: CatalogMeshOptions): Promise<CatalogMesh> {
-    const log = (o.logger ?? silentLogger).child({ component: 'mesh' });
     const node = await NodeMesh.start({
       nodeName: o.nodeName,
       listenHost: o.listenHost,
@@ -112,10 +132,25 @@ export class CatalogMesh {
       ...(o.connectTimeoutMs !== undefined && { connectTimeoutMs: o.connectTimeoutMs }),
       ...(o.table && { table: o.table }),
     });
-    let stopping = false;
+    return CatalogMesh.#begin(node, o, true);
+  }
+
+  /**
+   * Makes the catalog one more source of an existing NodeMesh (beside the executor's tasks and
+   * the manager's services, source `catalog` in `setServices`): its services' ports get
+   * listeners, this node's catalog tasks are run and published. close() then stops only what
+   * the catalog brought. Rejects with the bind error of a port the catalog publishes (after
+   * undoing what it did).
+   */
+  static attach(node: NodeMesh, o: CatalogSourceOptions): Promise<CatalogMesh> {
+    return CatalogMesh.#begin(node, o, false);
+  }
+
+  static async #begin(node: NodeMesh, o: CatalogSourceOptions, owned: boolean): Promise<CatalogMesh> {
+    const log = (o.logger ?? silentLogger).child({ component: 'mesh' });
     const onRunning = (task: CatalogTask, where: TaskLocation): void => {
       const host = parseIpv4Address(where.hostAddress);
-      if (!host.ok) return;
+      if (!host.ok || mesh.#stopping) return;
       const service = serviceOf(o.catalog, task.service);
       node.taskRunning({
         service: task.service,
@@ -132,18 +167,17 @@ export class CatalogMesh {
       if (service?.healthcheck && port !== undefined) node.health.add(task.service, task.taskId, { host: where.hostAddress, port }, service.healthcheck);
     };
     const onExited = (task: CatalogTask): void => {
-      if (stopping) node.taskRemoved(task.service, task.taskId);
+      if (mesh.#stopping) node.taskRemoved(task.service, task.taskId);
       else node.taskExited(task.service, task.taskId);
     };
     const supervisor = new CatalogSupervisor({ catalog: o.catalog, node: o.nodeName, clock: o.clock, logger: log, events: { onRunning, onExited }, ...(o.backoff && { backoff: o.backoff }) });
-    const mesh = new CatalogMesh(node, supervisor);
-    mesh.#onClose = () => {
-      stopping = true;
-    };
+    // The events above fire only once the supervisor starts, after this.
+    const mesh = new CatalogMesh(node, supervisor, owned, o.catalog, o.nodeName);
     try {
-      await node.setServices(catalogServices(o.catalog));
+      await node.setServices(catalogServices(o.catalog), CATALOG_SOURCE);
       // The catalog is fixed: a port it publishes that cannot be bound is a start error.
-      const unbound = node.unboundPorts()[0];
+      const mine = new Set(o.catalog.services.map((s) => s.name));
+      const unbound = node.unboundPorts().find((u) => mine.has(u.port.service));
       if (unbound) throw unbound.error;
       await supervisor.start();
     } catch (error) {
@@ -153,8 +187,6 @@ export class CatalogMesh {
     log.info({ node: o.nodeName, ports: node.ingress.ports().map((p) => `${p.published}/${p.protocol}`), tasks: supervisor.status().length }, 'Mesh started');
     return mesh;
   }
-
-  #onClose: () => void = () => undefined;
 
   /**
    * Every mesh counter in Prometheus text: the table, ingress relays, the owner-side overlay
@@ -170,22 +202,30 @@ export class CatalogMesh {
    * tombstones) while our tasks keep serving what is in flight and our ingress keeps routing
    * new connections to other nodes' tasks. The caller lets the gossip spread the tombstones
    * before close() stops the tasks, so other nodes stop choosing them first (Swarm's drain
-   * before shutdown). Idempotent.
+   * before shutdown). Attached: only the catalog's rows. Idempotent.
    */
   withdraw(): void {
-    this.#onClose();
-    this.node.withdraw();
+    this.#stopping = true;
+    if (this.#owned) this.node.withdraw();
+    else for (const t of tasksOf(this.#catalog, this.#nodeName)) this.node.taskRemoved(t.service, t.taskId);
   }
 
   /**
    * Stops: listeners first (no new connections), then our tasks (their rows become tombstones,
    * broadcast if the gossip still runs: close the mesh before leaving the gossip), then the
-   * health checks, the overlay side and the table. Idempotent.
+   * health checks, the overlay side and the table. Attached: the catalog's tasks and rows, and
+   * its services' listeners; the NodeMesh goes on. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.withdraw();
+    if (!this.#owned) {
+      await this.supervisor.stop();
+      this.withdraw();
+      await this.node.setServices([], CATALOG_SOURCE);
+      return;
+    }
     await this.node.ingress.close();
     await this.supervisor.stop();
     // `address` tasks are not ours to stop, but their rows go with us; so does our own overlay row.

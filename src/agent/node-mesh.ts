@@ -115,7 +115,10 @@ export function meshServices(routes: readonly ServiceRoute[]): MeshService[] {
  */
 export const LB_SERVICE = 'lb-ingress';
 
-export const NODE_MESH_COUNTERS = ['mesh_ingress_bind_fail', 'mesh_local_task_rejected'] as const;
+export const NODE_MESH_COUNTERS = ['mesh_ingress_bind_fail', 'mesh_ingress_port_conflict', 'mesh_local_task_rejected'] as const;
+
+/** The source of `setServices` calls that name none. */
+export const DEFAULT_SOURCE = 'default';
 
 const portKey = (p: { protocol: string; published: number }): string => `${p.published}/${p.protocol}`;
 
@@ -133,7 +136,9 @@ export class NodeMesh {
   readonly #vni: number;
   /** Published ports that could not be bound at the last setServices, with why. */
   #unbound = new Map<string, { readonly port: PublishedPort; readonly error: Error }>();
-  /** Serialises setServices: each call reconciles to its own set, in call order. */
+  /** Each source's services, in the order the sources first set them. */
+  readonly #sources = new Map<string, readonly MeshService[]>();
+  /** Serialises setServices: each call reconciles to the sources as they are then, in call order. */
   #ports: Promise<void> = Promise.resolve();
   #withdrawn = false;
   #closed = false;
@@ -207,16 +212,40 @@ export class NodeMesh {
   }
 
   /**
-   * Listens on exactly the ingress-mode published ports of `services`: opens new ones, closes
-   * those no longer published. A port that cannot be bound (EADDRINUSE, EACCES) is logged,
-   * counted (`mesh_ingress_bind_fail`) and listed by `unboundPorts()`, never thrown: the other
-   * services keep their listeners, and the next call tries it again. Calls run in order.
+   * Sets the services one source publishes (`default`, or e.g. `manager` and `catalog` side by
+   * side), and listens on exactly the ingress-mode published ports of every source's services:
+   * opens new ones, closes those no longer published. A port two sources publish goes to the
+   * source that set it first (the other is logged and counted, `mesh_ingress_port_conflict`).
+   * A port that cannot be bound (EADDRINUSE, EACCES) is logged, counted
+   * (`mesh_ingress_bind_fail`) and listed by `unboundPorts()`, never thrown: the other services
+   * keep their listeners, and the next call tries it again. Calls run in order.
    */
-  setServices(services: readonly MeshService[]): Promise<void> {
-    const ports = services.flatMap((s) => s.ports.map((p) => ({ ...p, service: s.name })));
-    const run = this.#ports.then(() => this.#setPorts(ports));
+  setServices(services: readonly MeshService[], source = DEFAULT_SOURCE): Promise<void> {
+    if (services.length === 0) this.#sources.delete(source);
+    else this.#sources.set(source, services);
+    const run = this.#ports.then(() => this.#setPorts(this.#wantedPorts()));
     this.#ports = run;
     return run;
+  }
+
+  /** The union of every source's ports; the first source to publish a port keeps it. */
+  #wantedPorts(): PublishedPort[] {
+    const byKey = new Map<string, { port: PublishedPort; source: string }>();
+    for (const [source, services] of this.#sources) {
+      for (const s of services) {
+        for (const p of s.ports) {
+          const port = { ...p, service: s.name };
+          const key = portKey(port);
+          const held = byKey.get(key);
+          if (!held) byKey.set(key, { port, source });
+          else if (held.source !== source) {
+            this.counters.inc('mesh_ingress_port_conflict');
+            this.#log.warn({ port: key, service: s.name, source, heldBy: { service: held.port.service, source: held.source } }, 'A published port is already published by another source');
+          }
+        }
+      }
+    }
+    return [...byKey.values()].map((v) => v.port);
   }
 
   async #setPorts(ports: readonly PublishedPort[]): Promise<void> {

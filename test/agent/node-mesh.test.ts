@@ -9,6 +9,8 @@ import { type Server, connect, createServer } from 'node:net';
 import { RealClock } from '../../src/lib/clock.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import { NodeMesh } from '../../src/agent/node-mesh.js';
+import { parseCatalog } from '../../src/agent/catalog.js';
+import { CatalogMesh } from '../../src/agent/catalog-mesh.js';
 import { type WhoamiServer, startWhoami } from '../../src/agent/images/whoami.js';
 import { httpGet, waitFor } from '../mesh/mesh-helpers.js';
 
@@ -169,5 +171,41 @@ describe('NodeMesh local tasks', () => {
 
   it('needs a VTEP address peers can reach', async () => {
     await expect(NodeMesh.start({ nodeName: 'n1', listenHost: LISTEN, vtep: { address: '0.0.0.0', port: 4789 }, clock, rng: new SeededRng(8), vni: 4096 })).rejects.toThrow(/VTEP address/);
+  });
+});
+
+describe('a catalog attached to a NodeMesh', () => {
+  it('is one more source: its ports and tasks join the manager’s, a port both publish stays with the first, and closing it takes away only what it brought', async () => {
+    const mesh = await startMesh(9);
+    await mesh.setServices([web(24211)], 'manager');
+    mesh.taskRunning(webTask());
+    const catalog = parseCatalog(`
+services:
+  legacy:
+    ports: ["24212:80"]
+  clash:
+    ports: ["24211:80"]
+nodes:
+  n1:
+    - service: legacy
+      address: ${TASK_HOST}:${whoami.port}
+`);
+    const source = await CatalogMesh.attach(mesh, { catalog, nodeName: 'n1', clock });
+    cleanups.push(() => source.close());
+    expect(mesh.ingress.ports().map((p) => [p.published, p.service]).sort()).toEqual([
+      [24211, 'web'],
+      [24212, 'legacy'],
+    ]);
+    expect(mesh.counters.get('mesh_ingress_port_conflict')).toBeGreaterThanOrEqual(1);
+    expect(mesh.table.get('legacy', 'legacy.1')).toMatchObject({ node: 'n1', health: 'none' });
+    expect(JSON.parse((await httpGet(LISTEN, 24212)).body)).toMatchObject({ task: 'web.1' });
+    expect(JSON.parse((await httpGet(LISTEN, 24211)).body)).toMatchObject({ task: 'web.1' });
+
+    await source.close();
+    expect(mesh.table.get('legacy', 'legacy.1')).toBeUndefined();
+    expect(mesh.table.get('web', 'task-1')).toBeDefined();
+    expect(mesh.ingress.ports().map((p) => p.published)).toEqual([24211]);
+    await expect(tcpConnect(LISTEN, 24212)).rejects.toThrow(/ECONNREFUSED/);
+    expect(JSON.parse((await httpGet(LISTEN, 24211)).body)).toMatchObject({ task: 'web.1' });
   });
 });
