@@ -11,12 +11,13 @@
  * Listeners follow the endpoint table and the services (`setServices`); changes arriving in
  * the same tick are reconciled once. Binding fails when another agent on the same host holds
  * the mirror (agents on 127.0.0.2, .3 … of one machine share 127.64.0.0/10): the failure is
- * counted, logged once per address, and tried again at the next change. Only one agent per
- * host should have mirrors on (the agent's `mirrors` option); the others still answer DNS.
+ * counted, logged once per address, and tried again at the next change and every `retryMs`,
+ * so when the agent holding the host's mirrors stops, another takes them over. Every agent
+ * knows every row, so whichever holds a mirror carries it correctly.
  */
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Clock } from '../lib/clock.js';
+import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
 import { formatIpv4Address } from '../wire/address.js';
@@ -51,6 +52,8 @@ export interface MirrorListenersOptions {
   readonly maxListeners?: number;
   /** Services whose rows are not tasks (each node's own `lb-ingress` row): never mirrored. */
   readonly skipServices?: ReadonlySet<string>;
+  /** While some mirror could not be bound, reconcile again this often (default 5 s). */
+  readonly retryMs?: number;
   /** A task mirror's connect timeout (default 5 s). */
   readonly connectTimeoutMs?: number;
   readonly idleTimeoutMs?: number;
@@ -75,6 +78,7 @@ export class MirrorListeners {
   readonly #relays = new Map<string, Set<Socket>>();
   readonly #unsubscribe: () => void;
   #services: readonly VipService[] = [];
+  #retry: Timer | undefined;
   #dirty = false;
   #running: Promise<void> | undefined;
   #closed = false;
@@ -116,6 +120,7 @@ export class MirrorListeners {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribe();
+    this.#retry?.cancel();
     await this.settled();
     await Promise.all([...this.#open.keys()].map((k) => this.#close(k)));
   }
@@ -166,6 +171,12 @@ export class MirrorListeners {
       else opening.push(this.#listen(key, l));
     }
     await Promise.all(opening);
+    if (!this.#retry && !this.#closed && this.#open.size < wanted.size) {
+      this.#retry = this.#o.clock.setTimer(this.#o.retryMs ?? 5000, () => {
+        this.#retry = undefined;
+        this.#schedule();
+      });
+    }
   }
 
   #listen(key: string, l: MirrorListener): Promise<void> {
