@@ -2,9 +2,11 @@
  * The orchestrator's rules on hand-made snapshots: slots, global nodes, node failure, restart
  * policy, rolling updates and history, each as what changes in the task list.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type OrchestratorInput, type OrchestratorResult, orchestrate } from '../../src/cluster/orchestrator.js';
 import type { NodeInfo } from '../../src/cluster/scheduler.js';
+import { TASK_STATES } from '../../src/cluster/service-types.js';
 import type { RestartPolicy, ServiceRecord, ServiceSpec, TaskRecord, TaskState, UpdateConfig, UpdateStatus } from '../../src/cluster/service-types.js';
 
 const T0 = Date.parse('2026-11-25T12:00:00Z');
@@ -229,3 +231,45 @@ describe('history', () => {
     expect(r.remove.sort()).toEqual([history[0]!.ID, history[1]!.ID, history[2]!.ID, history[3]!.ID].sort());
   });
 });
+
+describe('orchestrate (properties)', () => {
+  const arbTask = fc.record({
+    slot: fc.integer({ min: 1, max: 8 }),
+    node: fc.constantFrom('', 'a', 'b', 'c', 'gone'),
+    state: fc.constantFrom(...TASK_STATES),
+    desired: fc.constantFrom<TaskState>('running', 'shutdown'),
+    v2: fc.boolean(),
+    ageMs: fc.integer({ min: 0, max: 60_000 }),
+  });
+  const arbNode = (id: string): fc.Arbitrary<NodeInfo> =>
+    fc.record({ State: fc.constantFrom('ready', 'down', 'unknown'), Availability: fc.constantFrom('active', 'pause', 'drain') }).map((o) => node(id, o as Partial<NodeInfo>));
+
+  it('never throws, fills only slots 1..N, leaves nothing live above N, and wakes only in the future', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 6 }),
+        fc.array(arbTask, { maxLength: 20 }),
+        fc.tuple(arbNode('a'), arbNode('b'), arbNode('c')),
+        fc.constantFrom<UpdateStatus | undefined>(undefined, { State: 'updating', StartedAt: iso(T0 - 30_000), Message: 'update in progress' }, { State: 'paused', Message: 'x' }),
+        fc.constantFrom<UpdateConfig>({}, { Parallelism: 0, Order: 'start-first' }, { Parallelism: 2, Delay: 1 * S }),
+        (replicas, raw, nodes, status, config) => {
+          const svc = service({ Mode: { Replicated: { Replicas: replicas } }, TaskTemplate: IMAGE_V2, UpdateConfig: config }, status);
+          const tasks = raw.map((r) => task(r.slot, r.node, r.state, { DesiredState: r.desired, Spec: r.v2 ? IMAGE_V2 : IMAGE_V1, CreatedAt: iso(T0 - r.ageMs), UpdatedAt: iso(T0 - r.ageMs / 2) }));
+          const r = run({ services: [svc], tasks, nodes: [...nodes] });
+          expect(r.create.every((t) => t.Slot >= 1 && t.Slot <= replicas && t.Status.State === 'new' && jsonEq(t.Spec, IMAGE_V2))).toBe(true);
+          const after = new Map(tasks.map((t) => [t.ID, t]));
+          for (const t of r.updated) after.set(t.ID, t);
+          for (const id of r.remove) after.delete(id);
+          for (const t of r.create) after.set(t.ID, t);
+          for (const t of after.values()) if (t.Slot > replicas) expect(t.DesiredState).not.toBe('running');
+          if (r.wakeAtMs !== undefined) expect(r.wakeAtMs).toBeGreaterThan(T0);
+          // Nothing live, and nothing removed, is deleted as history.
+          for (const id of r.remove) expect(tasks.find((t) => t.ID === id)?.DesiredState).not.toBe('running');
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+const jsonEq = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);

@@ -136,6 +136,23 @@ describe('schedule', () => {
   });
 });
 
+describe('schedule (properties)', () => {
+  it('spreads any number of one service’s tasks over equal nodes within one of each other', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 0, max: 40 }), (nodeCount, taskCount) => {
+        const nodes = Array.from({ length: nodeCount }, (_, i) => node(`n${i}`));
+        const pending = Array.from({ length: taskCount }, (_, i) => task(`t${i}`, 's'));
+        const placed = schedule({ pending, tasks: [], services: services(service('s')), nodes });
+        const counts = new Map(nodes.map((n) => [n.ID, 0]));
+        for (const p of placed) if ('nodeId' in p) counts.set(p.nodeId, counts.get(p.nodeId)! + 1);
+        expect(placed.every((p) => 'nodeId' in p)).toBe(true);
+        expect(Math.max(...counts.values()) - Math.min(...counts.values())).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('parseConstraint', () => {
   it.each([
     ['node.role==manager', { key: 'node.role', operator: '==', value: 'manager' }],
