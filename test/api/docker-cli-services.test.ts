@@ -125,6 +125,18 @@ describeInterop(
       for (const row of history) expect(row).toMatch(/\\_ web\.\d\s+shoal\/whoami(:latest)?\s+node-\d\s+Shutdown\s+Shutdown /);
     });
 
+    it('service rollback restores the previous spec, with docker\'s rollback progress', async () => {
+      const r = await docker(['service', 'rollback', 'web']);
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines[0]).toBe('web');
+      expect(lines).toContain('rollback: manually requested rollback');
+      expect(lines.some((l) => /^overall progress: rolling back update: \d out of 3 tasks$/.test(l))).toBe(true);
+      expect(lines.at(-1)).toBe('verify: Service web converged');
+      const [web] = JSON.parse(await ok(['service', 'inspect', 'web'])) as { Spec: { TaskTemplate: { ContainerSpec: { Env?: string[] } } } }[];
+      expect(web?.Spec.TaskTemplate.ContainerSpec.Env).toBeUndefined();
+    });
+
     it('service scale web=5 prints "web scaled to 5", converges and shows 5/5; logs -f shows the new tasks\' lines', async () => {
       const follower = spawn('docker', ['-H', `tcp://${HOST}:${PORT}`, 'service', 'logs', '-f', 'web'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let followed = '';
@@ -173,6 +185,14 @@ describeInterop(
       const taken = await docker(['network', 'create', '-d', 'overlay', 'net1']);
       expect(taken.code).toBe(1);
       expect(taken.stderr.trim()).toMatch(/^Error response from daemon: .*net1.*/);
+      // --network: the CLI looks the network up by name and sends its Id as the Target.
+      const onNet = (await ok(['service', 'create', '-d', '--name', 'n1', '--network', 'net1', 'shoal/whoami'])).trim();
+      const [n1] = JSON.parse(await ok(['service', 'inspect', onNet])) as { Spec: { TaskTemplate: { Networks: { Target: string }[] } } }[];
+      expect(n1?.Spec.TaskTemplate.Networks.map((n) => n.Target)).toEqual([id]);
+      const busy = await docker(['network', 'rm', 'net1']);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toContain('network net1 is in use by service n1');
+      expect(await ok(['service', 'rm', 'n1'])).toBe('n1\n');
       expect(await ok(['network', 'rm', 'net1'])).toBe('net1\n');
       expect(await ok(['network', 'ls', '--format', '{{.Name}}'])).not.toContain('net1');
     });
