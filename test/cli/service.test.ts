@@ -24,17 +24,20 @@ interface Run {
 }
 
 /** Runs `shoal service <verb> --api-socket <socket> <rest…>` in process. */
-async function shoal(socket: string, verb: string, rest: readonly string[]): Promise<Run> {
+async function shoal(socket: string, verb: string, rest: readonly string[], live?: { interrupt: AbortSignal; stdout: (text: string) => void }): Promise<Run> {
   let stdout = '';
   let stderr = '';
   let code = 0;
   const io: ServiceCliIo = {
-    out: (t) => void (stdout += t),
+    out: (t) => {
+      stdout += t;
+      live?.stdout(t);
+    },
     err: (t) => void (stderr += t),
     fail: () => void (code = 1),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     now: () => Date.now(),
-    interrupt: new AbortController().signal,
+    interrupt: live?.interrupt ?? new AbortController().signal,
   };
   const program = new Command().exitOverride();
   registerServiceCommands(program, io);
@@ -101,6 +104,24 @@ describe('shoal service against a manager (stand-in agents)', () => {
     expect((await run('ls')).stdout).toMatch(/\sreplicated {3}5\/5 /);
     const bad = await run('scale', 'web');
     expect(bad).toMatchObject({ code: 1, stderr: "invalid scale specifier 'web'.\nSee 'shoal service scale --help'.\n" });
+  });
+
+  it('logs prints every task\'s lines; -f follows until interrupted (Ctrl-C)', async () => {
+    const lines = (await run('logs', 'web')).stdout.trimEnd().split('\n').sort();
+    expect(lines).toHaveLength(5);
+    lines.forEach((line, i) => expect(line).toMatch(new RegExp(`^web\\.${i + 1}\\.[0-9a-z]{12}@node-\\d {4}\\| hello from web\\.${i + 1}$`)));
+    const interrupt = new AbortController();
+    let seen = '';
+    const following = shoal(swarm.server.socketPath, 'logs', ['-f', 'web'], { interrupt: interrupt.signal, stdout: (t) => (seen += t) });
+    for (let i = 0; i < 100 && seen.split('\n').length <= 5; i++) await new Promise((r) => setTimeout(r, 20));
+    const task = swarm.manager.listTasks({ service: ['web'], 'desired-state': ['running'] }).find((t) => t.Slot === 2)!;
+    swarm.manager.appendLogs(task.NodeID, [{ TaskID: task.ID, Stream: 'stdout', Timestamp: new Date().toISOString(), Line: 'a later line' }]);
+    for (let i = 0; i < 100 && !seen.includes('a later line'); i++) await new Promise((r) => setTimeout(r, 20));
+    interrupt.abort();
+    const r = await following;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`web.2.${task.ID.slice(0, 12)}@`);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(/^web\.2\.[0-9a-z]{12}@node-\d {4}\| a later line$/);
   });
 
   it('update --env-add rolls every task and keeps the old ones as indented history', async () => {
