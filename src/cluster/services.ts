@@ -156,7 +156,8 @@ export function createServiceIn(tx: StoreTx, body: unknown, ctx: TxContext): Ser
   const parsed = parseServiceSpec(body);
   checkOrchestrationSpec(parsed);
   const spec = resolveNetworkTargets(tx, parsed);
-  if (tx.list<ServiceRecord>('service').some((s) => s.Spec.Name === spec.Name)) {
+  // swarmkit's store indexes names case-insensitively: `Web` conflicts with `web`.
+  if (tx.list<ServiceRecord>('service').some((s) => s.Spec.Name.toLowerCase() === spec.Name.toLowerCase())) {
     throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.Name} already exists`);
   }
   const id = ctx.newId();

@@ -347,6 +347,7 @@ describe('Manager services', () => {
     await expect(manager.createService(web())).rejects.toThrow(
       new ConflictError('rpc error: code = AlreadyExists desc = name conflicts with an existing object: service web already exists'),
     );
+    await expect(manager.createService(web({ Name: 'WEB', EndpointSpec: {} }))).rejects.toBeInstanceOf(ConflictError);
     await expect(manager.createService(web({ Name: 'other' }))).rejects.toBeInstanceOf(ConflictError);
     expect(manager.listServices({}, { status: false }).map((s) => s.Spec.Name)).toEqual(['web']);
     const s = manager.getService('web', { insertDefaults: false });
