@@ -11,9 +11,9 @@
  * Listeners follow the endpoint table and the services (`setServices`); changes arriving in
  * the same tick are reconciled once. Binding fails when another agent on the same host holds
  * the mirror (agents on 127.0.0.2, .3 … of one machine share 127.64.0.0/10): the failure is
- * counted, logged once per address, and tried again at the next change and every `retryMs`,
- * so when the agent holding the host's mirrors stops, another takes them over. Every agent
- * knows every row, so whichever holds a mirror carries it correctly.
+ * counted, logged once per address, and tried again at the next change and, while an address
+ * is in use, every `retryMs`: when the agent holding the host's mirrors stops, another takes
+ * them over. Every agent knows every row, so whichever holds a mirror carries it correctly.
  */
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -79,6 +79,8 @@ export class MirrorListeners {
   readonly #unsubscribe: () => void;
   #services: readonly VipService[] = [];
   #retry: Timer | undefined;
+  /** A bind failed in the last reconcile because the address was in use (another agent may let go of it). */
+  #inUse = false;
   #dirty = false;
   #running: Promise<void> | undefined;
   #closed = false;
@@ -163,6 +165,7 @@ export class MirrorListeners {
     }
     this.counters.inc('mirror_listeners_over_limit', Math.max(0, plan.overLimit - this.counters.get('mirror_listeners_over_limit')));
     const wanted = new Map(plan.listeners.map((l) => [mirrorKey(l), l]));
+    this.#inUse = false;
     await Promise.all([...this.#open.keys()].filter((k) => !wanted.has(k)).map((k) => this.#close(k)));
     const opening: Promise<void>[] = [];
     for (const [key, l] of wanted) {
@@ -171,7 +174,8 @@ export class MirrorListeners {
       else opening.push(this.#listen(key, l));
     }
     await Promise.all(opening);
-    if (!this.#retry && !this.#closed && this.#open.size < wanted.size) {
+    // EACCES (a port below 1024 without privilege) will not change by waiting; EADDRINUSE may.
+    if (!this.#retry && !this.#closed && this.#inUse) {
       this.#retry = this.#o.clock.setTimer(this.#o.retryMs ?? 5000, () => {
         this.#retry = undefined;
         this.#schedule();
@@ -190,8 +194,9 @@ export class MirrorListeners {
     });
     const host = formatIpv4Address(l.address);
     return new Promise<void>((resolve) => {
-      server.once('error', (error) => {
+      server.once('error', (error: NodeJS.ErrnoException) => {
         this.counters.inc('mirror_listen_failures');
+        if (error.code === 'EADDRINUSE') this.#inUse = true;
         if (!this.#warned.has(key)) {
           this.#warned.add(key);
           this.#log.warn({ err: error, address: host, port: l.port }, 'Cannot listen on a mirror address (another agent on this host?)');
