@@ -4,6 +4,13 @@
  * node update may change, when a node may be removed — plus live node status (status.ts).
  * Every method that writes resolves only after the store has made the write durable.
  *
+ * Desired state (issue 8): services, tasks and networks in the same store. Each API call is
+ * one transaction (services.ts, networks.ts); then a *reconcile* — orchestrator.ts (tasks from
+ * services and nodes), the allocator (addresses) and scheduler.ts (nodes for pending tasks) as
+ * one more transaction — after every change of services, nodes, node status and task status,
+ * and on a timer when the orchestrator waits (restart delay, update delay, monitor). The
+ * dispatcher (dispatcher.ts) hands each node its tasks; the log broker keeps their output.
+ *
  * One manager holds the store (the leader, the node that ran `swarm init`). Other managers
  * (joined with the manager token, or promoted) get manager certificates and forward control
  * calls to the leader; a replicated store is a later issue.
