@@ -121,6 +121,10 @@ describe('Docker API under fuzzed input', () => {
       { numRuns: RUNS },
     );
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    // The service routes still work after the fuzz: a good spec is created (or its name was taken by the fuzz) and listed.
+    const created = await call('POST', '/v1.50/services/create', { Name: 'after-fuzz', TaskTemplate: { ContainerSpec: { Image: 'shoal/whoami' } } });
+    expect(created.status).toBe(201);
+    expect((JSON.parse((await call('GET', '/v1.50/services')).body) as { Spec: { Name: string } }[]).map((x) => x.Spec.Name)).toContain('after-fuzz');
     const nodes = await call('GET', '/v1.50/nodes');
     expect(nodes.status).toBe(200);
     expect((JSON.parse(nodes.body) as { ID: string }[]).map((n) => n.ID)).toContain(nodeId);

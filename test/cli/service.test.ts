@@ -5,6 +5,7 @@
  * messages and exit statuses. `service logs` runs against a stand-in control plane (the
  * manager's log broker is not wired yet) to prove the line format and the 404 fallbacks.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { type ApiServer, serveApi } from '../../src/api/server.js';
 import { FrameReader, type ServiceCliIo, humanDuration, parseGoDuration, parsePublish, portsCell, progressBar, registerServiceCommands } from '../../src/cli/commands/service.js';
 import { NotFoundError } from '../../src/lib/errors.js';
 import { type StandInSwarm, startStandInSwarm } from '../api/stand-in-swarm.js';
+import { CLI_ENTRY } from '../helpers/agent.js';
 
 interface Run {
   code: number;
@@ -175,6 +177,16 @@ describe('shoal service against a manager (stand-in agents)', () => {
     const rows = (await run('ps', 'g')).stdout.trimEnd().split('\n').slice(1);
     expect(rows.map((row) => /\sg\.([0-9a-z]{25})\s/.exec(row)?.[1]).sort()).toEqual([...swarm.nodes.values()].sort());
     expect((await run('scale', 'g=2')).stderr).toBe('g: scale can only be used with replicated or replicated-job mode\n');
+  });
+
+  it('is registered in the shoal command: `shoal service ls` as a process', async () => {
+    const r = await new Promise<Run>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'service', 'ls', '--api-socket', swarm.server.socketPath], { timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? 1 : 0, stdout, stderr }),
+      );
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^ID\s+NAME\s+MODE\s+REPLICAS\s+IMAGE\s+PORTS\n[0-9a-z]{12}\s+g\s+global\s+3\/3\s+shoal\/ping\s*\n[0-9a-z]{12}\s+web\s+replicated\s+5\/5\s+shoal\/whoami\s+\*:8080->80\/tcp\n$/);
   });
 
   it('rm removes services by name and reports unknown ones', async () => {
