@@ -214,8 +214,9 @@ export class NodeMesh {
   /**
    * Sets the services one source publishes (`default`, or e.g. `manager` and `catalog` side by
    * side), and listens on exactly the ingress-mode published ports of every source's services:
-   * opens new ones, closes those no longer published. A port two sources publish goes to the
-   * source that set it first (the other is logged and counted, `mesh_ingress_port_conflict`).
+   * opens new ones, closes those no longer published. A port published for two different
+   * services goes to the one whose source set it first (the other is logged and counted,
+   * `mesh_ingress_port_conflict`); the same service's port from two sources is one listener.
    * A port that cannot be bound (EADDRINUSE, EACCES) is logged, counted
    * (`mesh_ingress_bind_fail`) and listed by `unboundPorts()`, never thrown: the other services
    * keep their listeners, and the next call tries it again. Calls run in order.
@@ -238,7 +239,7 @@ export class NodeMesh {
           const key = portKey(port);
           const held = byKey.get(key);
           if (!held) byKey.set(key, { port, source });
-          else if (held.source !== source) {
+          else if (held.port.service !== port.service || held.port.target !== port.target) {
             this.counters.inc('mesh_ingress_port_conflict');
             this.#log.warn({ port: key, service: s.name, source, heldBy: { service: held.port.service, source: held.source } }, 'A published port is already published by another source');
           }

@@ -102,6 +102,18 @@ describe('NodeMesh listeners', () => {
     expect(JSON.parse((await httpGet(LISTEN, 24202)).body)).toMatchObject({ service: 'web', task: 'web.1' });
   });
 
+  it('listens while any source publishes a port: the same service’s port from two sources is one listener, no conflict', async () => {
+    const mesh = await startMesh(10);
+    await mesh.setServices([web(24213)], 'catalog');
+    await mesh.setServices([web(24213)], 'manager');
+    expect(mesh.ingress.ports()).toHaveLength(1);
+    expect(mesh.counters.get('mesh_ingress_port_conflict')).toBe(0);
+    await mesh.setServices([], 'catalog');
+    await tcpConnect(LISTEN, 24213);
+    await mesh.setServices([], 'manager');
+    await expect(tcpConnect(LISTEN, 24213)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
   it('moves a published port to the service that publishes it now', async () => {
     const mesh = await startMesh(3);
     await mesh.setServices([{ name: 'old', ports: [{ service: 'old', protocol: 'tcp', published: 24204, target: 80 }] }]);
