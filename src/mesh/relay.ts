@@ -400,6 +400,11 @@ export function relay(downstream: Duplex, firstUpstream: Duplex, options: RelayO
   });
 }
 
+/**
+ * Resets a connection when it can: node:net's `resetAndDestroy`, or the userspace TCP socket's
+ * `connection.abort()` (a RST, RFC 9293 §3.10.5), so a reset crosses the overlay as a reset and
+ * the far relay's passive health sees ECONNRESET rather than a clean FIN. Otherwise destroys.
+ */
 function resetOrDestroy(s: Duplex): void {
   if (s.destroyed) return;
   const r = (s as { resetAndDestroy?: () => void }).resetAndDestroy;
@@ -411,6 +416,8 @@ function resetOrDestroy(s: Duplex): void {
       // Not a connected TCP socket after all: a plain destroy below.
     }
   }
+  const conn = (s as { connection?: { abort?: () => void } }).connection;
+  if (typeof conn?.abort === 'function') conn.abort();
   s.destroy();
 }
 

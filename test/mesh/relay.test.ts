@@ -302,6 +302,21 @@ describe('relay replay: an upstream that fails before answering', () => {
   });
 });
 
+describe('relay reset propagation', () => {
+  it('an upstream reset aborts a userspace TCP downstream (a RST over the overlay, not a FIN)', async () => {
+    const [client, downstream] = duplexPair();
+    const [upstream] = duplexPair();
+    collect(client);
+    let aborted = 0;
+    Object.assign(downstream, { connection: { abort: () => aborted++ } });
+    const done = relay(downstream, upstream, { counters: relayCounters(), clock: new ManualClock() });
+    upstream.destroy(Object.assign(new Error('reset'), { code: 'ECONNRESET' }));
+    expect((await done).end).toBe('upstream-error');
+    expect(aborted).toBe(1);
+    expect(downstream.destroyed).toBe(true);
+  });
+});
+
 describe('connectWithRetry', () => {
   const eps = ['a', 'b', 'c', 'd'].map((key) => ({ key, local: false }));
 
