@@ -3,6 +3,7 @@
  * no real time. (The same code on kernel sockets: node-ingress.test.ts.)
  */
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Duplex } from 'node:stream';
 import { ManualClock } from '../../src/lib/clock.js';
 import { SeededRng } from '../../src/lib/rng.js';
@@ -299,6 +300,57 @@ describe('relay replay: an upstream that fails before answering', () => {
     expect((await done).end).toBe('downstream-error');
     expect(spares.failures).toEqual([]);
     expect(counters.get('mesh_upstream_rq_replay')).toBe(0);
+  });
+});
+
+describe('relay replay, as a property', () => {
+  it('whatever the chunks and however the first upstreams fail (reset, FIN, close) before answering, the last one gets every byte once, in order, and the client one answer', async () => {
+    const failure = fc.constantFrom('reset' as const, 'fin' as const, 'close' as const);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 5 }), fc.array(failure, { maxLength: 2 }), fc.boolean(), async (chunks, failures, clientFin) => {
+        const [client, downstream] = duplexPair();
+        const pairs = Array.from({ length: failures.length + 1 }, () => duplexPair());
+        const tasks = pairs.map(([, task]) => {
+          let bytes = Buffer.alloc(0);
+          let ended = false;
+          task.on('data', (c: Buffer) => (bytes = Buffer.concat([bytes, c])));
+          task.on('end', () => (ended = true));
+          task.on('error', () => undefined);
+          return { end: task, bytes: () => bytes, ended: () => ended };
+        });
+        let answer = '';
+        client.on('data', (c: Buffer) => (answer += c.toString()));
+        client.on('error', () => undefined);
+        const spares = spareUpstreams(...pairs.slice(1).map(([u]) => u));
+        const done = relay(downstream, pairs[0]![0], { counters: relayCounters(), clock: new ManualClock(), replay: { scope: 'start', reconnect: spares.reconnect } });
+        for (const c of chunks) {
+          client.write(c);
+          await flush();
+        }
+        if (clientFin) client.end();
+        await flush();
+        for (const [i, f] of failures.entries()) {
+          const [up] = pairs[i]!;
+          if (f === 'reset') up.destroy(reset());
+          else if (f === 'fin') tasks[i]!.end.end();
+          else up.destroy();
+          await flush();
+          await flush();
+        }
+        const last = tasks.at(-1)!;
+        expect(last.bytes()).toEqual(Buffer.concat(chunks));
+        expect(last.ended()).toBe(clientFin);
+        last.end.end('answer');
+        await flush();
+        expect(answer).toBe('answer');
+        client.destroy();
+        downstream.destroy();
+        const result = await done;
+        expect(result.replays ?? 0).toBe(failures.length);
+        expect(spares.failures.map((f) => f.answered)).toEqual(failures.map(() => false));
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
