@@ -77,7 +77,7 @@ import {
 } from '../cluster/service-types.js';
 import { builtinImageCommand } from './images/index.js';
 import type { LocalTask, NodeMesh } from './node-mesh.js';
-import { type ExitInfo, type TaskStream, TaskProcess, allocatePorts, exitCodeOf, isPortFree, portEnvironment } from './task-process.js';
+import { type ExitInfo, type TaskStream, TaskProcess, allocatePorts, exitCodeOf, freePort, isPortFree, portEnvironment } from './task-process.js';
 
 /** A task as it enters the mesh (NodeMesh.taskRunning). */
 export type RunningTask = LocalTask;
@@ -377,10 +377,11 @@ export class Executor {
     const ingress = a.Ports.filter((p) => p.PublishMode !== 'host' && (p.Protocol === 'tcp' || p.Protocol === 'udp'));
     for (const p of a.Ports) {
       if (p.PublishMode !== 'host' || hostPorts.has(p.TargetPort)) continue;
-      if (p.Protocol === 'tcp' && !(await isPortFree(this.#o.publishHost, p.PublishedPort))) {
+      if (p.Protocol === 'tcp' && p.PublishedPort > 0 && !(await isPortFree(this.#o.publishHost, p.PublishedPort))) {
         return `Bind for ${this.#o.publishHost}:${p.PublishedPort} failed: port is already allocated`;
       }
-      hostPorts.set(p.TargetPort, p.PublishedPort);
+      // No published port in host mode: Docker picks a free one on the host.
+      hostPorts.set(p.TargetPort, p.PublishedPort > 0 ? p.PublishedPort : await freePort(this.#o.publishHost));
       hosts.set(p.TargetPort, this.#o.publishHost);
     }
     const free = await allocatePorts(

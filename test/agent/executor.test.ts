@@ -228,6 +228,13 @@ describe('Executor: a task from an assignment set', () => {
     // Not in the mesh's ports: host-mode publishing bypasses the routing mesh.
     expect(seen.running[0]).toMatchObject({ targets: [], hostPorts: new Map() });
 
+    // Host mode without a published port: a free one on the publish host.
+    ex.reconcile(set(t, task('t-host-any', { Image: 'shoal/whoami' }, { ports: [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 0, PublishMode: 'host' }] })));
+    await waitFor(() => last(seen, 't-host-any')?.State === 'running', 20_000, 'running');
+    const anyPort = ex.tasks().find((x) => x.taskId === 't-host-any')!.hostPorts.get(80)!;
+    expect(anyPort).toBeGreaterThan(0);
+    expect(JSON.parse((await httpGet(PUBLISH_HOST, anyPort)).body)).toMatchObject({ service: 'web' });
+
     const squatter = createServer();
     await new Promise<void>((r) => squatter.listen(24222, PUBLISH_HOST, r));
     cleanups.push(() => new Promise((r) => squatter.close(() => r())));
