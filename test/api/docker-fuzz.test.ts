@@ -131,6 +131,48 @@ describe('Docker API under fuzzed input', () => {
     expect(JSON.parse((await call('GET', `/v1.50/nodes/${nodeId}`)).body)).toMatchObject({ ManagerStatus: { Leader: true } });
   });
 
+  it('keeps answering in Docker style through random service lifecycles (create, update, scale, logs, rm)', async () => {
+    const name = fc.constantFrom('s1', 's2', 's3');
+    const image = fc.constantFrom('shoal/whoami', 'shoal/ping', '/bin/true', 'shoal/nope');
+    const edit = fc.oneof(
+      fc.record({ Mode: fc.oneof(fc.constant({ Global: {} }), fc.integer({ min: -1, max: 4 }).map((Replicas) => ({ Replicated: { Replicas } }))) }),
+      fc.record({ EndpointSpec: fc.record({ Mode: fc.constantFrom('vip', 'dnsrr', ''), Ports: fc.array(fc.record({ TargetPort: fc.integer({ min: 0, max: 3 }).map((n) => 80 + n), PublishedPort: fc.integer({ min: 0, max: 3 }).map((n) => (n === 0 ? 0 : 24100 + n)), PublishMode: fc.constantFrom('ingress', 'host') }), { maxLength: 2 }) }) }),
+      fc.record({ TaskTemplate: fc.record({ ContainerSpec: fc.record({ Image: image, Env: fc.array(fc.constantFrom('A=1', 'B=2', 'bad'), { maxLength: 2 }) }), Placement: fc.record({ Constraints: fc.array(fc.constantFrom('node.role==manager', 'node.role!=manager', 'node.labels.x==y'), { maxLength: 2 }), MaxReplicas: fc.integer({ min: 0, max: 2 }) }, { requiredKeys: [] }) }) }),
+      fc.record({ UpdateConfig: fc.record({ Parallelism: fc.integer({ min: 0, max: 2 }), Order: fc.constantFrom('stop-first', 'start-first'), FailureAction: fc.constantFrom('pause', 'rollback') }) }),
+    );
+    const op = fc.oneof(
+      fc.tuple(fc.constant('create' as const), name, image, edit),
+      fc.tuple(fc.constant('update' as const), name, fc.boolean(), edit),
+      fc.tuple(fc.constant('rm' as const), name),
+      fc.tuple(fc.constant('logs' as const), name, fc.constantFrom('stdout=1', 'stderr=1&tail=1', 'stdout=1&follow=1&timestamps=1', 'stdout=1&since=1')),
+      fc.tuple(fc.constant('ps' as const), name),
+    );
+    const base = (n: string, img: string): Record<string, unknown> => ({ Name: n, TaskTemplate: { ContainerSpec: { Image: img } } });
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 6 }), async (ops) => {
+        for (const o of ops) {
+          let answer: ApiResponse;
+          if (o[0] === 'create') answer = await call('POST', '/v1.50/services/create', { ...base(o[1], o[2]), ...o[3] });
+          else if (o[0] === 'update') {
+            const got = await call('GET', `/v1.50/services/${o[1]}`);
+            checkAnswer(got);
+            if (got.status !== 200) continue;
+            const service = JSON.parse(got.body) as { Version: { Index: number }; Spec: Record<string, unknown> };
+            answer = await call('POST', `/v1.50/services/${o[1]}/update?version=${service.Version.Index}${o[2] ? '&rollback=previous' : ''}`, { ...service.Spec, ...o[3] });
+          } else if (o[0] === 'rm') answer = await call('DELETE', `/v1.50/services/${o[1]}`);
+          else if (o[0] === 'logs') answer = await call('GET', `/v1.50/services/${o[1]}/logs?${o[2]}`);
+          else answer = await call('GET', `/v1.50/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [o[1]]: true }, '_up-to-date': { true: true } }))}`);
+          checkAnswer(answer);
+          if (answer.stream) answer.stream.open({ write: () => undefined, end: () => undefined })();
+        }
+      }),
+      { numRuns: Math.min(RUNS, 200) },
+    );
+    const list = await call('GET', '/v1.50/services?status=true');
+    expect(list.status).toBe(200);
+    for (const s of JSON.parse(list.body) as { ID: string }[]) expect((await call('DELETE', `/v1.50/services/${s.ID}`)).status).toBe(200);
+  });
+
   it('survives hostile request lines and headers on the socket', async () => {
     const raw = (text: string): Promise<string> =>
       new Promise((resolve) => {
