@@ -249,13 +249,15 @@ export class MeshRouter {
       return connected.socket;
     };
     /** The current upstream is done with: release it, and eject it when it failed badly. */
-    const letGo = (failure: { error: Error | undefined; answered: boolean } | undefined): void => {
+    const letGo = (failure: { error: Error | undefined } | undefined): void => {
       if (!current || !currentSocket) return;
       this.#untrack(current.key, currentSocket);
       this.balancer.release(current.key);
-      // Passive health: a reset, or a close before ever answering, is a task failing; a FIN
-      // after earlier answers may be a keep-alive connection closed as a request crossed it.
-      if (failure && (isReset(failure.error) || !failure.answered)) {
+      // Passive health: a reset ejects, as before replay existed. A clean close before an
+      // answer does not: a task that closes on a client's junk is not failing, and ejecting on it
+      // would let one client eject every endpoint it reaches by replay. (A task that died is
+      // ejected by the refused connects that follow.)
+      if (failure && isReset(failure.error)) {
         const ms = this.balancer.reportFailure(current.key);
         this.#log.debug({ endpoint: current.key, ejectMs: ms }, 'Upstream failed: endpoint ejected');
       }
@@ -292,7 +294,7 @@ export class MeshRouter {
           : undefined;
       const result = await relay(downstream, first, { counters: this.counters, clock: this.#clock, idleTimeoutMs: this.#idleTimeoutMs, ...(replay && { replay }) });
       const endpoint = current;
-      letGo(result.end === 'upstream-error' && isReset(result.upstreamError) ? { error: result.upstreamError, answered: true } : undefined);
+      letGo(result.end === 'upstream-error' ? { error: result.upstreamError } : undefined);
       this.serviceMetrics.inc(service, 'mesh_service_downstream_cx_rx_bytes_total', result.downstreamRxBytes);
       this.serviceMetrics.inc(service, 'mesh_service_downstream_cx_tx_bytes_total', result.upstreamRxBytes);
       if (endpoint) {

@@ -40,7 +40,10 @@ const flush = async (): Promise<void> => {
 
 interface FakeTask {
   readonly task: string;
+  /** The task's end of the connection. */
   readonly end: Duplex;
+  /** The router's end (what the connector returned). */
+  readonly upstream: Duplex;
   received: Buffer;
 }
 
@@ -52,7 +55,7 @@ function fakeConnector(refuse: ReadonlySet<string> = new Set()): { connect: (u: 
     connect: (u) => {
       if (refuse.has(u.row.taskId)) return Promise.reject(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }));
       const [upstream, taskEnd] = duplexPair();
-      const t: FakeTask = { task: u.row.taskId, end: taskEnd, received: Buffer.alloc(0) };
+      const t: FakeTask = { task: u.row.taskId, end: taskEnd, upstream, received: Buffer.alloc(0) };
       taskEnd.on('data', (c: Buffer) => (t.received = Buffer.concat([t.received, c])));
       taskEnd.on('error', () => undefined);
       tasks.push(t);
@@ -162,6 +165,47 @@ describe('MeshRouter when an endpoint’s node dies', () => {
     expect(c.text()).toBe('answer');
     expect((await handled)?.end).toBe('closed');
     expect(router.counters.get('mesh_upstream_cx_destroy_member_dead')).toBe(0);
+  });
+});
+
+describe('MeshRouter replay and passive health', () => {
+  it('tasks that close on a client’s junk without answering are tried in turn but not ejected; the client sees the close', async () => {
+    const { table, router, remote } = setup();
+    learn(table, [row('n2', 'web.1'), row('n3', 'web.2')]);
+    const c = client();
+    const handled = router.handle(c.downstream, WEB);
+    await flush();
+    c.app.write('\x16\x03junk');
+    await flush();
+    remote.tasks[0]!.end.end();
+    await flush();
+    expect(remote.tasks).toHaveLength(2);
+    expect(remote.tasks[1]!.received.toString()).toBe('\x16\x03junk');
+    remote.tasks[1]!.end.end();
+    const result = await handled;
+    expect(result?.end).toBe('upstream-error');
+    expect(router.counters.get('mesh_upstream_rq_replay_failed')).toBe(1);
+    expect(router.balancer.isEjected('web\u0000web.1') || router.balancer.isEjected('web\u0000web.2')).toBe(false);
+  });
+
+  it('a task that resets before answering is ejected, and the request is answered by another', async () => {
+    const { table, router, remote } = setup();
+    learn(table, [row('n2', 'web.1'), row('n3', 'web.2')]);
+    const c = client();
+    const handled = router.handle(c.downstream, WEB);
+    await flush();
+    c.app.write('request');
+    await flush();
+    const first = remote.tasks[0]!;
+    first.upstream.destroy(Object.assign(new Error('reset'), { code: 'ECONNRESET' }));
+    await flush();
+    expect(router.balancer.isEjected(`web\u0000${first.task}`)).toBe(true);
+    remote.tasks[1]!.end.end('answer');
+    c.app.end();
+    await flush();
+    expect(c.text()).toBe('answer');
+    expect((await handled)?.replays).toBe(1);
+    expect(router.balancer.outstanding(`web\u0000${remote.tasks[1]!.task}`)).toBe(0);
   });
 });
 
