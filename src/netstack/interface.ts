@@ -107,6 +107,7 @@ const COUNTERS = [
   ...Object.values(WIRE_DROP),
   'iface_tx_frames',
   'iface_tx_dropped_no_route',
+  'iface_tx_dropped_no_source',
   'iface_tx_dropped_too_big',
   'iface_tx_dropped_unresolved',
   'arp_rx_requests',
@@ -245,11 +246,15 @@ export class OverlayInterface {
    * DF set (the overlay never fragments). `buf` must come from allocPacket (or have as much
    * headroom); its ownership passes to the interface. `src` is one of the interface's
    * addresses (the primary by default). Packets that cannot go (no route, too big, neighbour
-   * unresolved) are dropped and counted: IP is best effort.
+   * unresolved, or a source address removed since — a connection of a task that just stopped
+   * still sending its FIN or RST) are dropped and counted: IP is best effort.
    */
   sendIpv4(dst: Ipv4Address, protocol: number, buf: Uint8Array, offset: number, payloadLen: number, src: Ipv4Address = this.address): void {
     const srcMac = this.#addresses.get(src);
-    if (srcMac === undefined) throw new InvalidArgumentError(`${formatIpv4Address(src)} is not an address of this interface`);
+    if (srcMac === undefined) {
+      this.counters.inc('iface_tx_dropped_no_source');
+      return;
+    }
     if (!inSubnet(dst, this.address, this.prefixLen) || this.#addresses.has(dst)) {
       this.counters.inc('iface_tx_dropped_no_route');
       return;

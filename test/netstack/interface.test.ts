@@ -173,10 +173,20 @@ describe('OverlayInterface with task addresses', () => {
     expect(await gone).toMatchObject({ code: 'ERR_HOST_UNREACHABLE' });
   });
 
-  it('refuses addresses outside its subnet and sending from an address it does not hold', () => {
+  it('refuses addresses outside its subnet', () => {
     const { a } = pair();
     expect(() => a.iface.addAddress(0x64400105)).toThrow(/outside/);
+  });
+
+  it('drops and counts a packet from an address it no longer holds (a stopped task\'s connection sending its last segment crashed the agent)', () => {
+    const { clock, a } = pair();
+    a.iface.addAddress(IP(31));
+    a.iface.removeAddress(IP(31));
     const { buf, offset } = a.iface.allocPacket(8);
-    expect(() => a.iface.sendIpv4(IP(3), IpProtocol.Udp, buf, offset, 8, IP(77))).toThrow(/not an address/);
+    buf.fill(0, offset, offset + 8);
+    a.iface.sendIpv4(IP(3), IpProtocol.Udp, buf, offset, 8, IP(31));
+    clock.advance(10);
+    expect(a.iface.counters.get('iface_tx_dropped_no_source')).toBe(1);
+    expect(a.iface.counters.get('iface_tx_frames')).toBe(0);
   });
 });
