@@ -325,7 +325,7 @@ export class Executor {
     const log = this.#log.child({ task: a.TaskID, service: a.ServiceName });
     this.#report(run, 'accepted', 'accepted');
     this.#report(run, 'preparing', 'preparing');
-    const prepared = await this.#prepare(a);
+    const prepared = await this.#prepare(a).catch((error: unknown) => `preparing failed: ${error instanceof Error ? error.message : String(error)}`);
     if (run.stopRequested) {
       this.#finish(run, 'shutdown', 'shutdown');
       return;
@@ -413,7 +413,11 @@ export class Executor {
     const tcp = a.Ports.find((p) => p.Protocol === 'tcp');
     const readyPort = tcp && hostPorts.get(tcp.TargetPort);
     const meshTargets: { protocol: PortProtocol; target: number }[] = [];
-    for (const p of ingress) if (!meshTargets.some((t) => t.protocol === p.Protocol && t.target === p.TargetPort)) meshTargets.push({ protocol: p.Protocol as PortProtocol, target: p.TargetPort });
+    for (const p of ingress) {
+      // A target also published in host mode is served there only: the mesh cannot relay to it.
+      if (hosts.get(p.TargetPort) !== this.#host) continue;
+      if (!meshTargets.some((t) => t.protocol === p.Protocol && t.target === p.TargetPort)) meshTargets.push({ protocol: p.Protocol as PortProtocol, target: p.TargetPort });
+    }
     const check = healthOf(spec.Healthcheck);
     return {
       argv,
