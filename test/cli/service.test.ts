@@ -140,6 +140,8 @@ describe('shoal service against a manager (stand-in agents)', () => {
     const history = rows.filter((row) => row.includes(' \\_ web.'));
     expect(history.length).toBe(5);
     for (const row of history) expect(row).toMatch(/^[0-9a-z]{12} {4}\\_ web\.\d\s+shoal\/whoami\s+node-\d\s+Shutdown\s+Shutdown /);
+    const running = (await run('ps', '-f', 'desired-state=running', '-q', 'web')).stdout.trim().split('\n');
+    expect(running).toHaveLength(5);
   });
 
   it('inspect fills defaults (insertDefaults) and answers [] plus an error for an unknown service', async () => {

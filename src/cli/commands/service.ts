@@ -702,6 +702,19 @@ function sinceParam(text: string, nowMs: number): string {
 
 // --- The commands ----------------------------------------------------------------------------
 
+/** `-f key=value` flags → API filters. Throws ApiCallError for a flag without `=`. */
+function parseFilterFlags(flags: readonly string[]): Record<string, string[]> {
+  const filters: Record<string, string[]> = {};
+  for (const f of flags) {
+    const eq = f.indexOf('=');
+    if (eq < 1) throw new ApiCallError(`bad format of filter (expected name=value): ${f}`);
+    const key = f.slice(0, eq);
+    if (!Object.hasOwn(filters, key)) Object.defineProperty(filters, key, { value: [], enumerable: true });
+    filters[key]!.push(f.slice(eq + 1));
+  }
+  return filters;
+}
+
 /** Runs a verb, printing a failure as docker does (message on stderr, exit status 1). */
 function run<A extends unknown[]>(io: ServiceCliIo, fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -755,12 +768,7 @@ export function registerServiceCommands(program: Command, io: ServiceCliIo = pro
     .action(
       run(io, async (o: { apiSocket?: string; quiet?: boolean; filter: string[] }) => {
         const socket = socketOf(o);
-        const filters: Record<string, string[]> = {};
-        for (const f of o.filter) {
-          const eq = f.indexOf('=');
-          if (eq < 1) throw new ApiCallError(`bad format of filter (expected name=value): ${f}`);
-          (filters[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
-        }
+        const filters = parseFilterFlags(o.filter);
         const query = [...(Object.keys(filters).length > 0 ? [`filters=${filtersQuery(filters)}`] : []), ...(o.quiet ? [] : ['status=true'])].join('&');
         const services = (await api(socket, 'GET', `/services${query ? `?${query}` : ''}`)) as ServiceAnswer[];
         services.sort((a, b) => naturalCompare(a.Spec.Name, b.Spec.Name));
@@ -788,8 +796,9 @@ export function registerServiceCommands(program: Command, io: ServiceCliIo = pro
     .argument('<service...>', 'service names or IDs')
     .option('-q, --quiet', 'only print task IDs')
     .option('--no-trunc', 'do not truncate IDs, images and errors')
+    .option('-f, --filter <key=value>', 'filter (desired-state, id, name, node)', collect, [])
     .action(
-      run(io, async (refs: string[], o: { apiSocket?: string; quiet?: boolean; trunc: boolean }) => {
+      run(io, async (refs: string[], o: { apiSocket?: string; quiet?: boolean; trunc: boolean; filter: string[] }) => {
         const socket = socketOf(o);
         const services = new Map<string, ServiceAnswer>();
         for (const ref of refs) {
@@ -801,7 +810,8 @@ export function registerServiceCommands(program: Command, io: ServiceCliIo = pro
             throw error;
           }
         }
-        const tasks = (await api(socket, 'GET', `/tasks?filters=${filtersQuery({ service: [...services.keys()] })}`)) as TaskAnswer[];
+        const filters = parseFilterFlags(o.filter);
+        const tasks = (await api(socket, 'GET', `/tasks?filters=${filtersQuery({ ...filters, service: [...services.keys()] })}`)) as TaskAnswer[];
         if (o.quiet) {
           io.out(tasks.map((t) => `${t.ID}\n`).join(''));
           return;
