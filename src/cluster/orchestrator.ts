@@ -343,7 +343,8 @@ export function orchestrate(input: OrchestratorInput): OrchestratorResult {
     for (const key of instances.keys()) {
       const made = create.filter((t) => t.ServiceID === service.ID && keyOf(t) === key).length;
       for (const t of current(key).slice(Math.max(0, limit - made))) {
-        if (isLive(t)) continue;
+        // A task this pass changed goes in a later pass: whoever reads the store sees its end first.
+        if (isLive(t) || changed.has(t.ID)) continue;
         if (isTerminal(t.Status.State) || t.NodeID === '') remove.push(t.ID);
       }
     }
