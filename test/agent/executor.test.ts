@@ -210,6 +210,14 @@ describe('Executor: a task from an assignment set', () => {
     expect(seen.running).toEqual([]);
   });
 
+  it('names a global task (slot 0) after its node, as Swarm names it <service>.<node>', async () => {
+    const { ex, seen } = executor();
+    ex.reconcile(set({ ...task('t-global', { Image: 'shoal/whoami' }, { ports: [ingressPort(80, 24229)], service: 'g' }), Slot: 0 }));
+    await waitFor(() => last(seen, 't-global')?.State === 'running', 20_000, 'running');
+    const port = seen.running[0]!.hostPorts.get(80)!;
+    expect(JSON.parse((await httpGet(TASK_HOST, port)).body)).toMatchObject({ service: 'g', task: 'g.n1', node: 'n1' });
+  });
+
   it('reports a task cancelled before it reached this node as shut down, once', async () => {
     const { ex, seen } = executor();
     const t = task('t-cancelled', { Image: 'shoal/whoami' }, { desired: 'shutdown' });
