@@ -244,7 +244,7 @@ describe('orchestrate (properties)', () => {
   const arbNode = (id: string): fc.Arbitrary<NodeInfo> =>
     fc.record({ State: fc.constantFrom('ready', 'down', 'unknown'), Availability: fc.constantFrom('active', 'pause', 'drain') }).map((o) => node(id, o as Partial<NodeInfo>));
 
-  it('never throws, fills only slots 1..N, leaves nothing live above N, and wakes only in the future', () => {
+  it('never throws, fills only slots 1..N, leaves nothing live above N, no slot empty without a wake-up, and wakes only in the future', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 6 }),
@@ -263,6 +263,11 @@ describe('orchestrate (properties)', () => {
           for (const t of r.create) after.set(t.ID, t);
           for (const t of after.values()) if (t.Slot > replicas) expect(t.DesiredState).not.toBe('running');
           if (r.wakeAtMs !== undefined) expect(r.wakeAtMs).toBeGreaterThan(T0);
+          // No slot is left empty without a reason to look again (a task still stopping).
+          for (let slot = 1; slot <= replicas; slot++) {
+            const live = [...after.values()].filter((t) => t.Slot === slot && t.DesiredState === 'running');
+            if (live.length === 0) expect(r.wakeAtMs).toBeDefined();
+          }
           // Nothing live, and nothing removed, is deleted as history.
           for (const id of r.remove) expect(tasks.find((t) => t.ID === id)?.DesiredState).not.toBe('running');
         },
