@@ -131,6 +131,8 @@ export class Agent {
       router: mesh.router,
       overlay: { iface: overlay.iface, udp: new UdpLayer(overlay.iface), tcpSockets: tcp.sockets, nodeAddress: overlayAddr.address },
       dns: s.dnsAddr ?? defaultDnsFallback(s.listenAddr),
+      // Without --dns-addr, agents sharing a listen address may share the fallback too: any port will do.
+      dnsAnyPortLastResort: s.dnsAddr === undefined,
       mirrors: s.mirrors,
       clock,
       logger,

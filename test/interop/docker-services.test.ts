@@ -8,7 +8,8 @@
  * The tests run in order, each on what the previous one left.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -35,6 +36,8 @@ describeInterop(
     let tmp: string;
     let env: NodeJS.ProcessEnv;
     const agents = new Map<number, AgentProcess>();
+    /** Agents that ended, for failure messages (the SIGKILL test adds its own). */
+    const exits: string[] = [];
 
     const start = async (n: number): Promise<void> => {
       const agent = await startAgent([
@@ -42,7 +45,8 @@ describeInterop(
         '--api-socket', path.join(tmp, `${n}.sock`), '--data-dir', path.join(tmp, `data-${n}`), '--dns-addr', `127.0.0.${n}:24853`, '--mirrors', 'off',
       ]);
       agent.child.stdout?.resume();
-      agent.child.stderr?.resume();
+      agent.child.stderr?.pipe(createWriteStream(path.join(tmp, `${n}.log`), { flags: 'a' }));
+      agent.child.once('exit', (code, signal) => exits.push(`node-${n} exited (${code ?? signal})`));
       agents.set(n, agent);
     };
 
@@ -140,7 +144,10 @@ describeInterop(
     it('a global service runs one task per node; its logs show the pings; rm stops it', async () => {
       const r = await docker(['service', 'create', '--mode', 'global', '--name', 'g', '--update-monitor', '1s', 'shoal/ping', '127.0.0.1']);
       expect(r.code, r.stderr).toBe(0);
-      await pollUntil(async () => (await running('g')).filter((row) => row[2]!.startsWith('Running')).length === 3, 20_000, 'three running g tasks');
+      await pollUntil(async () => (await running('g')).filter((row) => row[2]!.startsWith('Running')).length === 3, 20_000, 'three running g tasks').catch(async (error: unknown) => {
+        const logs = await Promise.all(NODES.map(async (n) => `node-${n}: ${(await readFile(path.join(tmp, `${n}.log`), 'utf8')).slice(-3000)}`));
+        throw new Error(`${(error as Error).message}\n${exits.join('\n')}\n${await ok(['node', 'ls'])}\n${await ok(['service', 'ps', 'g', '--no-trunc'])}\n${logs.join('\n')}`);
+      });
       const rows = await running('g');
       expect(new Set(rows.map((row) => row[1]))).toEqual(new Set(['node-141', 'node-142', 'node-143']));
       for (const row of rows) expect(row[0]).toMatch(/^g\.[0-9a-z]{25}$/);
@@ -207,6 +214,19 @@ describeInterop(
       expect(afterRecovery).toBe(0);
       expect((await ok(['node', 'ls', '--format', '{{.Hostname}} {{.Status}}'])).split('\n')).toContain(`node-${victim} Down`);
     }, 120_000);
+
+    it('the killed node comes back Ready and no running task moves to it (no rebalancing)', async () => {
+      const before = (await ok(['service', 'ps', 'web', '-q', '--filter', 'desired-state=running'])).trim().split('\n').sort();
+      await start(143);
+      await pollUntil(async () => (await ok(['node', 'ls', '--format', '{{.Hostname}} {{.Status}}'])).split('\n').includes('node-143 Ready'), 30_000, 'node-143 Ready again');
+      // A few dispatcher and reconcile rounds with the node back.
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = (await ok(['service', 'ps', 'web', '-q', '--filter', 'desired-state=running'])).trim().split('\n').sort();
+      expect(after).toEqual(before);
+      expect((await running('web')).some((row) => row[1] === 'node-143')).toBe(false);
+      // It routes again once the gossip's push-pull has given it the table.
+      await pollUntil(async () => whoami(143).then((task) => /^web\.[1-5]$/.test(task), () => false), 20_000, 'node-143 routing again');
+    }, 60_000);
 
     it('service rm removes the service and stops its tasks: the published port refuses', async () => {
       expect((await ok(['service', 'rm', 'web'])).trim()).toBe('web');
