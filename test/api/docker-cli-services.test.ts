@@ -177,6 +177,30 @@ describeInterop(
       expect(await ok(['service', 'ls', '--format', '{{.Name}}'])).toBe('g\nweb\n');
     });
 
+    it('accepts the spec docker builds from (nearly) every service create flag, and stores it as sent', async () => {
+      const flags = [
+        '--limit-memory', '64m', '--limit-cpu', '0.5', '--reserve-memory', '32m', '--limit-pids', '100', '--health-cmd', 'true', '--health-interval', '2s',
+        '--health-retries', '2', '--health-timeout', '1s', '--health-start-period', '1s', '--health-start-interval', '1s', '--restart-condition', 'on-failure',
+        '--restart-delay', '1s', '--restart-max-attempts', '3', '--restart-window', '10s', '--update-parallelism', '2', '--update-delay', '1s',
+        '--update-failure-action', 'rollback', '--update-monitor', '2s', '--update-order', 'start-first', '--update-max-failure-ratio', '0.5',
+        '--rollback-parallelism', '1', '--rollback-monitor', '1s', '--placement-pref', 'spread=node.labels.az', '--constraint', 'node.role==manager',
+        '--replicas-max-per-node', '2', '--mount', 'type=bind,source=/tmp,target=/data', '--dns', '1.1.1.1', '--dns-search', 'x', '--dns-option', 'ndots:1',
+        '--hostname', 'h', '--user', 'nobody', '--workdir', '/tmp', '--env', 'A=1', '--label', 'a=b', '--container-label', 'c=d', '--stop-grace-period', '3s',
+        '--stop-signal', 'SIGINT', '--read-only', '--init', '--cap-add', 'NET_ADMIN', '--cap-drop', 'ALL', '--ulimit', 'nofile=1024:2048',
+        '--sysctl', 'net.core.somaxconn=1024', '--host', 'h1:1.2.3.4', '--group', 'g', '--log-driver', 'json-file', '--log-opt', 'max-size=1m',
+        '--endpoint-mode', 'vip', '-p', 'published=24100,target=90,protocol=udp,mode=host', '--no-resolve-image', '--oom-score-adj', '10', '--isolation', 'default',
+      ];
+      const id = (await ok(['service', 'create', '-d', '--name', 'full', ...flags, 'shoal/whoami', 'arg1'])).trim();
+      expect(id).toMatch(/^[0-9a-z]{25}$/);
+      const [full] = JSON.parse(await ok(['service', 'inspect', 'full'])) as { Spec: { TaskTemplate: { ContainerSpec: Record<string, unknown>; Resources: unknown; Placement: unknown }; UpdateConfig: unknown } }[];
+      expect(full?.Spec.TaskTemplate.ContainerSpec).toMatchObject({ Args: ['arg1'], Env: ['A=1'], Init: true, ReadOnly: true, Healthcheck: { Test: ['CMD-SHELL', 'true'], Interval: 2e9, Retries: 2 } });
+      expect(full?.Spec.TaskTemplate.Resources).toEqual({ Limits: { NanoCPUs: 5e8, MemoryBytes: 67108864, Pids: 100 }, Reservations: { MemoryBytes: 33554432 } });
+      expect(full?.Spec.TaskTemplate.Placement).toEqual({ Constraints: ['node.role==manager'], Preferences: [{ Spread: { SpreadDescriptor: 'node.labels.az' } }], MaxReplicas: 2 });
+      expect(full?.Spec.UpdateConfig).toEqual({ Parallelism: 2, Delay: 1e9, FailureAction: 'rollback', Monitor: 2e9, MaxFailureRatio: 0.5, Order: 'start-first' });
+      expect(await ok(['service', 'update', '-d', '--image', 'shoal/ping', '--args', '127.0.0.1', 'full'])).toBe('full\n');
+      expect(await ok(['service', 'rm', 'full'])).toBe('full\n');
+    });
+
     it('network create, ls and rm', async () => {
       const id = (await ok(['network', 'create', '-d', 'overlay', 'net1'])).trim();
       expect(id).toMatch(/^[0-9a-z]{25}$/);
