@@ -54,7 +54,6 @@
  * dropped and counted); the last 1000 lines of each task are kept here too (`taskLogs`). A
  * task's lines are all sent before its terminal state is.
  */
-import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
@@ -482,25 +481,32 @@ export class Executor {
     }
   }
 
-  /** One health check: the command exits 0 (healthy) or not; output beyond HEALTH_OUTPUT_BYTES is dropped. */
+  /**
+   * One health check: the command exits 0 (healthy) or not. Its output is kept up to
+   * HEALTH_OUTPUT_BYTES (Docker's limit) for the reason; a check the checker gives up on is
+   * killed with everything it started (its own process group).
+   */
   #healthProbe(argv: readonly string[], p: Prepared, signal: AbortSignal): Promise<void> {
     this.counters.inc('executor_health_checks');
-    return new Promise((resolve, reject) => {
-      const child = spawn(argv[0]!, argv.slice(1), { env: p.env, stdio: ['ignore', 'pipe', 'pipe'], ...(p.cwd !== undefined && { cwd: p.cwd }), signal, killSignal: 'SIGKILL' });
-      let output = '';
-      const keep = (chunk: Buffer): void => {
-        if (output.length < HEALTH_OUTPUT_BYTES) output += chunk.toString('utf8').slice(0, HEALTH_OUTPUT_BYTES - output.length);
-      };
-      child.stdout.on('data', keep);
-      child.stderr.on('data', keep);
-      child.once('error', () => undefined);
-      child.once('close', (code, sig) => {
-        if (code === 0) resolve();
-        else {
-          this.counters.inc('executor_health_checks_failed');
-          reject(new Error(`${sig !== null ? `killed by ${sig}` : `exit ${code}`}${output.trim() ? `: ${output.trim()}` : ''}`));
-        }
-      });
+    let output = '';
+    const proc = new TaskProcess({
+      argv,
+      env: p.env,
+      ...(p.cwd !== undefined && { cwd: p.cwd }),
+      clock: this.#clock,
+      maxLineBytes: HEALTH_OUTPUT_BYTES,
+      onLine: (_stream, line) => {
+        if (output.length < HEALTH_OUTPUT_BYTES) output += `${output ? '\n' : ''}${line}`.slice(0, HEALTH_OUTPUT_BYTES - output.length);
+      },
+    });
+    const onAbort = (): void => void proc.stop(0, 'SIGKILL');
+    signal.addEventListener('abort', onAbort, { once: true });
+    return proc.exited.then((exit) => {
+      signal.removeEventListener('abort', onAbort);
+      if (exit.code === 0) return;
+      this.counters.inc('executor_health_checks_failed');
+      const how = exit.error ? exit.error.message : exit.signal !== null ? `killed by ${exit.signal}` : `exit ${exit.code}`;
+      throw new Error(`${how}${output.trim() ? `: ${output.trim()}` : ''}`);
     });
   }
 

@@ -5,7 +5,10 @@
  * 127.0.0.114–117 and ports 24220–24239 are this file's own.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RealClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { SeededRng } from '../../src/lib/rng.js';
@@ -289,6 +292,19 @@ describe('Executor: health checks', () => {
     await waitFor(() => last(seen, 't-well')?.State === 'running', 20_000, 'running');
     expect(seen.health).toEqual([['t-well', 'healthy']]);
     expect(ex.tasks()[0]).toMatchObject({ state: 'running', health: 'healthy' });
+  });
+
+  it('a check that outlives its Timeout fails, and is killed with what it started', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-executor-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { ex, seen } = executor({}, { unhealthy: 'keep' });
+    const check = `sleep 30 & echo $! >> ${dir}/pids; wait`;
+    ex.reconcile(set(task('t-slow-check', { Image: 'shoal/whoami', Healthcheck: { Test: ['CMD-SHELL', check], Interval: 50_000_000, Timeout: 200_000_000, Retries: 2 } }, { ports: [ingressPort(80, 24230)] })));
+    await waitFor(() => seen.health.some(([, h]) => h === 'unhealthy'), 20_000, 'unhealthy');
+    const pids = (await readFile(join(dir, 'pids'), 'utf8')).trim().split('\n').map(Number);
+    expect(pids.length).toBeGreaterThanOrEqual(2);
+    for (const pid of pids.slice(0, 2)) await waitFor(() => !isAlive(pid), 5000, `the timed-out check's sleep ${pid} to be killed`);
+    expect(ex.tasks()[0]).toMatchObject({ state: 'starting', health: 'unhealthy' });
   });
 
   it.each([
