@@ -4,6 +4,7 @@
  * adapters and the fuzz tests can drive it in-process. It never throws: every failure becomes
  * a Docker-style error, `{"message": …}` with `Content-Type: application/json` exactly (the
  * CLI parses the body only then, spec §2.1), and the status dockerd would give (§2.2).
+ * Every error is decided before the first byte: a streamed answer (logs, §8) carries only data.
  */
 import { InvalidArgumentError, ShoalError, httpStatusOf } from '../lib/errors.js';
 import { PROMETHEUS_CONTENT_TYPE } from '../lib/metrics.js';

@@ -2,7 +2,8 @@
  * The agent's HTTP API: the Docker Engine API's swarm subset (docker.ts) plus shoal's own
  * routes (`/metrics`, `POST /shoal/overlay/ping`), served on a local unix socket and,
  * optionally, on a loopback TCP port for `docker -H tcp://127.0.0.1:PORT`. This file only
- * adapts node:http to handleApiRequest().
+ * adapts node:http to handleApiRequest(): a whole body at once, or a streamed one (`logs`)
+ * written chunk by chunk until its producer ends or the client goes away.
  */
 import fs from 'node:fs/promises';
 import http from 'node:http';
