@@ -33,6 +33,11 @@ import { NeighborCache } from './neighbor-cache.js';
 /** How the interface reaches the wire: the VTEP's LinkEndpoint, structurally. */
 export interface FrameLink {
   readonly headroom: number;
+  /**
+   * True when the link ends every run of received frames (one event-loop turn of datagrams)
+   * with the interface's receiveBatchEnd(); transports may then answer a whole run at once.
+   */
+  readonly batchedReceive?: boolean;
   /** Sends `buf[offset, offset + length)`; ownership of `buf` passes to the link. */
   transmitFrame(buf: Uint8Array, offset: number, length: number): void;
 }
@@ -158,6 +163,7 @@ export class OverlayInterface {
   readonly #arp: ArpOptions;
   readonly #logger: Logger;
   readonly #handlers = new Map<number, ProtocolHandler>();
+  readonly #batchEndHandlers = new Map<number, () => void>();
   /** Every address this interface answers for → its MAC: the primary, plus the overlay addresses of local tasks. */
   readonly #addresses = new Map<Ipv4Address, MacAddress>();
   readonly #macs = new Set<MacAddress>();
@@ -215,9 +221,19 @@ export class OverlayInterface {
     return this.#addresses.has(ip);
   }
 
-  /** Registers the receiver of one IP protocol (TCP, UDP); replaces any earlier one. */
-  setProtocolHandler(protocol: number, handler: ProtocolHandler): void {
+  /**
+   * Registers the receiver of one IP protocol (TCP, UDP); replaces any earlier one.
+   * `onBatchEnd`, when given, is called at every receiveBatchEnd() (see `batchedReceive`).
+   */
+  setProtocolHandler(protocol: number, handler: ProtocolHandler, onBatchEnd?: () => void): void {
     this.#handlers.set(protocol, handler);
+    if (onBatchEnd === undefined) this.#batchEndHandlers.delete(protocol);
+    else this.#batchEndHandlers.set(protocol, onBatchEnd);
+  }
+
+  /** Whether the link calls receiveBatchEnd() after each run of frames (FrameLink.batchedReceive). */
+  get batchedReceive(): boolean {
+    return this.#link.batchedReceive === true;
   }
 
   /** Where an upper layer writes a payload so that every header below fits in front of it. */
@@ -365,6 +381,11 @@ export class OverlayInterface {
       default:
         this.counters.inc('iface_rx_dropped_unknown_ethertype');
     }
+  }
+
+  /** The link delivered a run of frames (FrameLink.batchedReceive): the transports finish theirs. */
+  receiveBatchEnd(): void {
+    for (const handler of this.#batchEndHandlers.values()) handler();
   }
 
   #receiveArp(bytes: Uint8Array): void {

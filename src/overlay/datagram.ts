@@ -17,5 +17,13 @@ export interface DatagramSocket {
   send(bytes: Uint8Array, to: UdpEndpoint): void;
   /** Sets the one receiver of incoming datagrams; `bytes` is valid only during the call unless copied. */
   onMessage(handler: (bytes: Uint8Array, from: UdpEndpoint) => void): void;
+  /**
+   * Sets the function called once after each run of datagrams that one turn of the event loop
+   * delivered to the message handler: a NIC driver's end of poll (Linux's NAPI, where GRO
+   * flushes). Receivers that defer work per datagram (TCP's ACKs, deliveries to streams) finish
+   * it there, once per run instead of once per datagram. Absent on sockets that cannot tell
+   * where a run ends (the in-memory network delivers one datagram per clock event).
+   */
+  onBatchEnd?(handler: () => void): void;
   close(): Promise<void>;
 }

@@ -25,6 +25,12 @@ export const VXLAN_OVERHEAD = 50;
 /** Receives the frames of one VNI. `frame` is a view into the datagram, valid during the call. */
 export interface FrameReceiver {
   receiveFrame(frame: Uint8Array): void;
+  /**
+   * Called after each run of frames that one batch of datagrams brought (DatagramSocket's
+   * onBatchEnd), whether or not this VNI had frames in it; only links whose `batchedReceive`
+   * is true call it.
+   */
+  receiveBatchEnd?(): void;
 }
 
 /**
@@ -34,6 +40,8 @@ export interface FrameReceiver {
  */
 export interface LinkEndpoint {
   readonly headroom: number;
+  /** True when every run of received frames ends with the receiver's receiveBatchEnd(). */
+  readonly batchedReceive: boolean;
   /**
    * Sends the Ethernet frame `buf[offset, offset + length)`. `buf[offset - headroom, offset)`
    * belongs to the link. Ownership of `buf` passes to the link: the caller must not reuse it.
@@ -43,6 +51,7 @@ export interface LinkEndpoint {
 
 const COUNTERS = [
   'vtep_rx_datagrams',
+  'vtep_rx_batches',
   'vtep_rx_frames',
   'vtep_rx_bytes',
   'vtep_rx_dropped_truncated',
@@ -75,6 +84,7 @@ export class Vtep {
     this.fdb = options.fdb;
     this.#logger = options.logger ?? silentLogger;
     this.#socket.onMessage((bytes) => this.#receive(bytes));
+    this.#socket.onBatchEnd?.(() => this.#receiveBatchEnd());
   }
 
   /** The underlay address the VTEP is bound to. */
@@ -93,6 +103,7 @@ export class Vtep {
     this.#logger.info({ vni }, 'vni attached');
     return {
       headroom: VXLAN_HEADER_LEN,
+      batchedReceive: this.#socket.onBatchEnd !== undefined,
       transmitFrame: (buf, offset, length) => this.#transmit(vni, buf, offset, length),
     };
   }
@@ -104,7 +115,10 @@ export class Vtep {
    */
   attachWith<R extends FrameReceiver>(vni: number, make: (link: LinkEndpoint) => R): R {
     const slot: { receiver?: R } = {};
-    const link = this.attach(vni, { receiveFrame: (frame) => slot.receiver?.receiveFrame(frame) });
+    const link = this.attach(vni, {
+      receiveFrame: (frame) => slot.receiver?.receiveFrame(frame),
+      receiveBatchEnd: () => slot.receiver?.receiveBatchEnd?.(),
+    });
     slot.receiver = make(link);
     return slot.receiver;
   }
@@ -138,6 +152,11 @@ export class Vtep {
     this.counters.inc('vtep_rx_frames');
     this.counters.inc('vtep_rx_bytes', frame.length);
     receiver.receiveFrame(frame);
+  }
+
+  #receiveBatchEnd(): void {
+    this.counters.inc('vtep_rx_batches');
+    for (const receiver of this.#receivers.values()) receiver.receiveBatchEnd?.();
   }
 
   #transmit(vni: number, buf: Uint8Array, offset: number, length: number): void {

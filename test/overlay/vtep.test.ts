@@ -5,7 +5,8 @@ import { MemoryDatagramNetwork } from '../../src/overlay/memory-datagram.js';
 import { Vtep } from '../../src/overlay/vtep.js';
 import { MAC_BROADCAST, macForIpv4, writeMac } from '../../src/wire/address.js';
 import { ETHERNET_HEADER_LEN, EtherType, emitEthernet } from '../../src/wire/ethernet.js';
-import { VXLAN_HEADER_LEN } from '../../src/wire/vxlan.js';
+import { VXLAN_HEADER_LEN, emitVxlan } from '../../src/wire/vxlan.js';
+import type { DatagramSocket } from '../../src/overlay/datagram.js';
 import { hex, toHex } from '../helpers/hex.js';
 
 const A = { address: '198.18.1.1', port: 4789 };
@@ -85,6 +86,37 @@ describe('Vtep', () => {
       vtep_rx_frames: 1,
     });
     expect(b.received.length).toBe(1);
+  });
+
+  it('passes the end of each run of datagrams on to its receivers, when the socket marks runs', () => {
+    const events: string[] = [];
+    let deliver: (bytes: Uint8Array) => void = () => {};
+    let endBatch: () => void = () => {};
+    const socket: DatagramSocket = {
+      local: () => B,
+      send: () => {},
+      onMessage: (h) => (deliver = (bytes) => h(bytes, A)),
+      onBatchEnd: (h) => (endBatch = h),
+      close: () => Promise.resolve(),
+    };
+    const vtep = new Vtep({ socket, fdb: new ForwardingTable() });
+    vtep.attachWith(VNI, () => ({ receiveFrame: () => events.push('frame'), receiveBatchEnd: () => events.push('end') }));
+    const f = frame(MAC_B, MAC_A, 'c0ffee');
+    emitVxlan({ vni: VNI }, f.buf, 0);
+    deliver(f.buf);
+    deliver(f.buf);
+    endBatch();
+    deliver(f.buf);
+    endBatch();
+    expect(events).toEqual(['frame', 'frame', 'end', 'frame', 'end']);
+    expect(vtep.counters.get('vtep_rx_batches')).toBe(2);
+  });
+
+  it('tells its links whether runs are marked: the in-memory network delivers one datagram at a time', () => {
+    const { a } = setup();
+    expect(a.link.batchedReceive).toBe(false);
+    const socket: DatagramSocket = { local: () => C, send: () => {}, onMessage: () => {}, onBatchEnd: () => {}, close: () => Promise.resolve() };
+    expect(new Vtep({ socket, fdb: new ForwardingTable() }).attach(VNI, { receiveFrame: () => {} }).batchedReceive).toBe(true);
   });
 
   it('refuses a second receiver for the same VNI and out-of-range VNIs', () => {

@@ -45,8 +45,14 @@ export function attachTcp(iface: OverlayInterface, options: AttachTcpOptions): A
       iface.sendIpv4(dst, IpProtocol.Tcp, buf, offset, segmentLen, src);
     },
   });
-  const driver = new TcpDriver(stack, options.clock, options.driver);
-  iface.setProtocolHandler(IpProtocol.Tcp, (ip, payload) => driver.receive(ip.src, ip.dst, payload));
+  // A link that delivers datagrams in runs (the VTEP on node:dgram) lets the stack answer a
+  // whole run at once: one ACK and one delivery to the reader per run (TcpDriver, batchedReceive).
+  const driver = new TcpDriver(stack, options.clock, { batchedReceive: iface.batchedReceive, ...options.driver });
+  iface.setProtocolHandler(
+    IpProtocol.Tcp,
+    (ip, payload) => driver.receive(ip.src, ip.dst, payload),
+    () => driver.endReceiveBatch(),
+  );
   const sockets = new TcpSockets(driver, options.clock, options.sockets);
   return { stack, driver, sockets };
 }

@@ -148,8 +148,16 @@ export class TcpConnection {
   #persistAt = Infinity;
   #keepAliveAt = Infinity;
   #closeAt = Infinity;
+  /** An ACK must go out at the next output, and that output must not wait for the end of a run. */
   #ackNow = false;
+  /**
+   * An ACK is owed for in-order data (RFC 5681 §4.2: at least every second full-sized segment);
+   * within a run of segments delivered together it goes once, at the run's end (see process()).
+   */
+  #ackDue = false;
   #unackedSegments = 0;
+  /** In-order data arrived that the application has not been told about yet (onData). */
+  #dataPending = false;
   #retries = 0;
   #persistBackoff = 0;
   #keepAliveSent = 0;
@@ -384,7 +392,7 @@ export class TcpConnection {
   /** The earliest time poll() has work to do: 0 for now, Infinity for never (CLOSED). */
   pollAt(): number {
     if (this.#state === 'CLOSED') return Infinity;
-    if (this.#ackNow || this.#wantOutput) return 0;
+    if (this.#ackNow || this.#ackDue || this.#wantOutput) return 0;
     return Math.min(this.#rtxAt, this.#ackAt, this.#persistAt, this.#keepAliveAt, this.#closeAt);
   }
 
@@ -413,8 +421,16 @@ export class TcpConnection {
   /**
    * One segment for this connection (demultiplexed by the stack, checksum verified), processed
    * per RFC 9293 §3.10.7.3 (SYN-SENT) and §3.10.7.4 (the other states); replies go out at once.
+   *
+   * `batched`: the segment is one of a run that the link delivered together (one event-loop turn
+   * of datagrams), and the owner polls once the run is over (TcpDriver's batchedReceive). What
+   * the segment calls for then waits for that poll, so a run of in-order data is acknowledged
+   * once and handed to the application once (as Linux acknowledges a GRO-merged segment once),
+   * and a run of ACKs releases one burst of data. What needs an answer at once still gets it
+   * at once: duplicate ACKs for out-of-order data (the sender counts them, RFC 5681 §4.2), the
+   * ACK that fills a gap, FIN, challenge ACKs, and an ACK when a quarter of the buffer is owed.
    */
-  process(seg: TcpRepr, payload: Uint8Array, now: number): void {
+  process(seg: TcpRepr, payload: Uint8Array, now: number, batched = false): void {
     this.#now = now;
     this.stats.segmentsReceived++;
     switch (this.#state) {
@@ -436,7 +452,12 @@ export class TcpConnection {
       default:
         assertNever(this.#state);
     }
-    if (!this.#isClosed()) this.#output();
+    if (this.#isClosed()) return;
+    if (batched && !this.#ackNow) {
+      this.#wantOutput = true; // The poll at the end of the run sends it.
+      return;
+    }
+    this.#output();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -694,8 +715,10 @@ export class TcpConnection {
         this.#inflation = Math.max(0, this.#inflation - acked) + smss;
       }
     } else if (this.#cwnd < this.#ssthresh) {
-      // Slow start (RFC 5681 §3.1, eq. 2, with RFC 3465's byte counting limited to one SMSS).
-      this.#cwnd += Math.min(acked, smss);
+      // Slow start (RFC 5681 §3.1) counting every byte acknowledged, up to ssthresh, as Linux's
+      // tcp_slow_start does: a receiver that acknowledges a run of segments at once (GRO, or
+      // ours, see process()) would otherwise slow the growth by the length of its runs.
+      this.#cwnd = Math.min(this.#cwnd + acked, this.#ssthresh);
     } else {
       // Congestion avoidance (RFC 5681 §3.1, eq. 3 by byte counting).
       this.#bytesAckedCa += acked;
@@ -814,9 +837,12 @@ export class TcpConnection {
       this.#rx.commit(advance);
       this.#rcvNxt = seqAdd(this.#rcvNxt, advance);
       this.#unackedSegments++;
-      if (this.#unackedSegments >= 2 || this.config.delayedAckMs <= 0) this.#ackNow = true;
+      if (this.#unackedSegments >= 2 || this.config.delayedAckMs <= 0) this.#ackDue = true;
       else if (this.#ackAt === Infinity) this.#ackAt = this.#now + this.config.delayedAckMs;
-      this.events.onData?.();
+      // However long a run, the peer hears from us at least every quarter of the buffer, so it
+      // never waits with its window spent while we hold the ACK back.
+      if (seqDiff(this.#rcvNxt, this.#lastAckSent) >= this.#rx.capacity / 4) this.#ackNow = true;
+      this.#dataPending = true; // onData at the next output: once per run of segments.
     } else {
       // Out of order: hold it if there is a free range slot, and ACK at once (RFC 5681 §4.2).
       if (this.#ooo.add(offset, offset + data.length) >= 0) {
@@ -831,6 +857,11 @@ export class TcpConnection {
   #maybeProcessFin(): void {
     if (this.#peerFinReceived || this.#peerFinSeq === undefined) return;
     if (seqAdd(this.#rcvNxt, 1) !== this.#peerFinSeq) return;
+    // The data before the FIN is announced before its end.
+    if (this.#dataPending) {
+      this.#deliverData();
+      if (this.#isClosed()) return;
+    }
     this.#rcvNxt = this.#peerFinSeq;
     this.#peerFinReceived = true;
     this.#ooo.clear();
@@ -946,6 +977,11 @@ export class TcpConnection {
   /** Everything ready to go: the SYN or SYN-ACK, data and FIN within the windows, then a bare ACK. */
   #output(): void {
     this.#wantOutput = false;
+    if (this.#dataPending) {
+      // First the application reads (its read may open the window this output advertises).
+      this.#deliverData();
+      if (this.#isClosed()) return;
+    }
     switch (this.#state) {
       case 'CLOSED':
         return;
@@ -975,7 +1011,7 @@ export class TcpConnection {
     // A bare ACK carries SND.MAX, not SND.NXT: after a timeout SND.NXT moves back (go-back-N),
     // and the peer, holding everything up to SND.MAX, would find SND.NXT outside its window,
     // drop the ACK unread and answer with its own, possibly just as stale: an ACK loop.
-    if (this.#ackNow) this.#sendAck(this.#sndMax);
+    if (this.#ackNow || this.#ackDue) this.#sendAck(this.#sndMax);
     // Data waiting, nothing in flight, and the window shut or too small to use: arm the persist
     // timer (RFC 9293 §3.8.6.1 zero-window probing, §3.8.6.2.1 the SWS override timeout).
     if (this.#unsent() > 0 && this.#sndUna === this.#sndMax && this.#persistAt === Infinity && this.#rtxAt === Infinity) {
@@ -1007,7 +1043,7 @@ export class TcpConnection {
           return false;
         }
         this.#rtxFirst = false;
-        this.#retransmitted.add(hole, hole + len + (fin ? 1 : 0));
+        if (!this.#recordRetransmission(hole, hole + len + (fin ? 1 : 0))) return false;
         this.#sendData(seq, len, fin);
         return true;
       }
@@ -1115,6 +1151,7 @@ export class TcpConnection {
     if (ackSet) {
       this.#lastAckSent = this.#rcvNxt;
       this.#ackNow = false;
+      this.#ackDue = false;
       this.#ackAt = Infinity;
       this.#unackedSegments = 0;
     }
@@ -1227,6 +1264,18 @@ export class TcpConnection {
     return -1;
   }
 
+  /**
+   * Notes [from, to) as retransmitted in this recovery. The record is bounded: when it is full,
+   * ranges the peer has SACKed since are forgotten (they no longer count in the pipe); when that
+   * frees nothing, returns false and the hole waits for an ACK to move SND.UNA, or for the RTO.
+   * A retransmission that could not be recorded would be found again and resent without end.
+   */
+  #recordRetransmission(from: number, to: number): boolean {
+    if (this.#retransmitted.add(from, to) >= 0) return true;
+    this.#retransmitted.removeCoveredBy(this.#sacked);
+    return this.#retransmitted.add(from, to) >= 0;
+  }
+
   #sackedOrRtxStartAfter(offset: number): number {
     return Math.min(this.#sacked.nextStartAfter(offset + 1), this.#retransmitted.nextStartAfter(offset + 1));
   }
@@ -1264,6 +1313,11 @@ export class TcpConnection {
   /** Our timestamp clock: milliseconds plus a per-connection random offset (RFC 7323 §5.4). */
   #tsNow(): number {
     return (Math.floor(this.#now) + this.#tsOffset) >>> 0;
+  }
+
+  #deliverData(): void {
+    this.#dataPending = false;
+    this.events.onData?.();
   }
 
   #wake(): void {
@@ -1325,7 +1379,10 @@ export class TcpConnection {
     this.#setState('CLOSED');
     this.#rtxAt = this.#ackAt = this.#persistAt = this.#keepAliveAt = this.#closeAt = Infinity;
     this.#ackNow = false;
+    this.#ackDue = false;
     this.#host.closed(this);
+    // Data that arrived with the segment that ended the connection is still the reader's.
+    if (this.#dataPending) this.#deliverData();
     if (!this.#closeNotified) {
       this.#closeNotified = true;
       this.events.onClose?.(error);

@@ -13,12 +13,22 @@ export interface TcpDriverOptions {
    * writes into one poll) or 'timer' (a zero-delay clock timer, for deterministic simulation).
    */
   readonly immediate?: 'microtask' | 'timer';
+  /**
+   * The owner calls endReceiveBatch() after every run of receive() calls that its link delivered
+   * together (OverlayInterface.batchedReceive): the stack then answers the run once at its end
+   * (one ACK, one delivery to the reader, one burst of data) instead of segment by segment.
+   * Off by default: each segment is answered at once.
+   */
+  readonly batchedReceive?: boolean;
 }
 
 export class TcpDriver {
   readonly #stack: TcpStack;
   readonly #clock: Clock;
   readonly #immediate: 'microtask' | 'timer';
+  readonly #batched: boolean;
+  /** A run of received segments is under way: its end polls, so kicks wait for it. */
+  #inBatch = false;
   #timer: Timer | undefined;
   #timerAt = Infinity;
   #immediatePending = false;
@@ -29,6 +39,7 @@ export class TcpDriver {
     this.#stack = stack;
     this.#clock = clock;
     this.#immediate = options.immediate ?? 'microtask';
+    this.#batched = options.batchedReceive ?? false;
     stack.onWake = () => this.#kick();
   }
 
@@ -36,11 +47,24 @@ export class TcpDriver {
     return this.#stack;
   }
 
-  /** Hands a segment from the IP layer to the stack and reschedules. */
+  /** Hands a segment from the IP layer to the stack and reschedules (with batchedReceive, at the run's end). */
   receive(ipSrc: Ipv4Address, ipDst: Ipv4Address, segment: Uint8Array): void {
     if (this.#stopped) return;
+    if (this.#batched) {
+      this.#inBatch = true;
+      this.#stack.receive(ipSrc, ipDst, segment, this.#clock.now(), true);
+      return;
+    }
     this.#stack.receive(ipSrc, ipDst, segment, this.#clock.now());
     this.#reschedule();
+  }
+
+  /** The link's run of segments is over (batchedReceive): everything they called for goes now. */
+  endReceiveBatch(): void {
+    if (!this.#inBatch) return;
+    this.#inBatch = false;
+    if (this.#stopped) return;
+    this.#pollNow();
   }
 
   /** Cancels every timer the driver holds; the stack is no longer polled. */
@@ -56,7 +80,8 @@ export class TcpDriver {
   }
 
   #kick(): void {
-    if (this.#stopped || this.#immediatePending) return;
+    // Within a run, the poll at its end comes sooner than any other (the same event-loop turn).
+    if (this.#stopped || this.#immediatePending || this.#inBatch) return;
     this.#immediatePending = true;
     if (this.#immediate === 'microtask') {
       queueMicrotask(() => this.#runImmediate());

@@ -110,6 +110,18 @@ export class RangeSet {
     this.#r = out;
   }
 
+  /** Drops every range that lies wholly inside one range of `other` (both on the same base). */
+  removeCoveredBy(other: RangeSet): void {
+    const out: number[] = [];
+    const r = this.#r;
+    for (let i = 0; i < r.length; i += 2) {
+      const at = other.indexOf(r[i]!);
+      if (at >= 0 && other.end(at) >= r[i + 1]!) continue;
+      out.push(r[i]!, r[i + 1]!);
+    }
+    this.#r = out;
+  }
+
   clear(): void {
     this.#r = [];
   }

@@ -220,8 +220,12 @@ export class TcpStack {
     return conn;
   }
 
-  /** One TCP segment from the IP layer (see the seam at the top of this file). */
-  receive(ipSrc: Ipv4Address, ipDst: Ipv4Address, segment: Uint8Array, now: number): void {
+  /**
+   * One TCP segment from the IP layer (see the seam at the top of this file). `batched`: more
+   * segments of the same run may follow and the caller polls once the run is over, so replies
+   * that can wait are sent then, once per run (TcpConnection.process).
+   */
+  receive(ipSrc: Ipv4Address, ipDst: Ipv4Address, segment: Uint8Array, now: number, batched = false): void {
     this.counters.inc('tcp_rx_segments');
     const parsed = parseTcp(segment, ipSrc, ipDst, { verifyChecksum: this.#verifyChecksum });
     if (!parsed.ok) {
@@ -236,7 +240,7 @@ export class TcpStack {
       if (conn.state === 'TIME-WAIT' && repr.flags === TcpFlags.SYN && seqGt(repr.seq, conn.receiveNext) && this.#findListener(ipDst, repr.dstPort)) {
         conn.abortSilently();
       } else {
-        conn.process(repr, payload, now);
+        conn.process(repr, payload, now, batched);
         this.#schedule(conn);
         return;
       }

@@ -26,6 +26,15 @@ export const PERFECT_LINK: LinkProfile = { loss: 0, duplicate: 0, reorder: 0, re
 export const A_ADDR = 0x64400001; // 100.64.0.1
 export const B_ADDR = 0x64400002; // 100.64.0.2
 
+export interface SimOptions {
+  /**
+   * Deliver packets in runs, as node:dgram does per event-loop turn: arrivals are rounded up to
+   * a multiple of `batchMs`, and each host's driver (batchedReceive) hears endReceiveBatch()
+   * half a step after every instant that brought it packets.
+   */
+  readonly batchMs?: number;
+}
+
 export interface SimHost {
   readonly addr: number;
   readonly stack: TcpStack;
@@ -50,10 +59,29 @@ export class SimNet {
   readonly captured: CapturedSegment[] = [];
   capture = false;
 
-  constructor(seed: number, link: LinkProfile, config: Partial<TcpConfig> = {}, extra: Partial<TcpStackOptions> = {}) {
+  constructor(seed: number, link: LinkProfile, config: Partial<TcpConfig> = {}, extra: Partial<TcpStackOptions> = {}, sim: SimOptions = {}) {
     this.rng = new SeededRng(seed);
     this.link = link;
     const linkRng = this.rng.fork();
+    const batchMs = sim.batchMs;
+    const batchEnds = new Map<SimHost, Set<number>>();
+    const deliver = (target: SimHost, delay: number, src: number, dst: number, seg: Uint8Array): void => {
+      if (batchMs === undefined) {
+        this.clock.setTimer(delay, () => target.driver.receive(src, dst, seg));
+        return;
+      }
+      const now = this.clock.now();
+      const at = Math.ceil((now + delay) / batchMs) * batchMs;
+      this.clock.setTimer(at - now, () => target.driver.receive(src, dst, seg));
+      const ends = batchEnds.get(target) ?? new Set<number>();
+      batchEnds.set(target, ends);
+      if (ends.has(at)) return;
+      ends.add(at);
+      this.clock.setTimer(at + batchMs / 2 - now, () => {
+        ends.delete(at);
+        target.driver.endReceiveBatch();
+      });
+    };
     const make = (addr: number, peer: () => SimHost): SimHost => {
       const stack = new TcpStack({
         rng: this.rng.fork(),
@@ -74,12 +102,11 @@ export class SimNet {
           for (let i = 0; i < copies; i++) {
             let delay = l.delayMs + linkRng.float() * l.jitterMs;
             if (linkRng.float() < l.reorder) delay += linkRng.float() * l.reorderMs;
-            const target = peer();
-            this.clock.setTimer(delay, () => target.driver.receive(src, dst, seg));
+            deliver(peer(), delay, src, dst, seg);
           }
         },
       });
-      const driver = new TcpDriver(stack, this.clock, { immediate: 'timer' });
+      const driver = new TcpDriver(stack, this.clock, { immediate: 'timer', batchedReceive: batchMs !== undefined });
       return { addr, stack, driver };
     };
     const hosts: { b?: SimHost } = {};

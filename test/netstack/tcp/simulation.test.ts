@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { SeededRng } from '../../../src/lib/rng.js';
 import type { TcpConfig } from '../../../src/netstack/tcp/config.js';
 import type { TcpConnection } from '../../../src/netstack/tcp/connection.js';
-import { B_ADDR, SimNet, concat, equalBytes, randomBytes, type LinkProfile } from './sim-net.js';
+import { B_ADDR, SimNet, concat, equalBytes, randomBytes, type LinkProfile, type SimOptions } from './sim-net.js';
 
 const CI = process.env['CI'] === 'true';
 const SEEDS = Number(process.env['SHOAL_TCP_SEEDS'] ?? (CI ? 500 : 24));
@@ -82,9 +82,9 @@ function received(peer: Peer): Uint8Array {
   return concat(peer.received);
 }
 
-function runTransfer(seed: number, order: CloseOrder, size: number, config: Partial<TcpConfig> = {}): void {
-  const where = `seed ${seed} order ${order} config ${JSON.stringify(config)} (replay: SHOAL_TCP_SEED=${seed} SHOAL_TCP_ORDER=${order})`;
-  const net = new SimNet(seed, linkFor(seed), config);
+function runTransfer(seed: number, order: CloseOrder, size: number, config: Partial<TcpConfig> = {}, sim: SimOptions = {}): void {
+  const where = `seed ${seed} order ${order} config ${JSON.stringify(config)} sim ${JSON.stringify(sim)} (replay: SHOAL_TCP_SEED=${seed} SHOAL_TCP_ORDER=${order})`;
+  const net = new SimNet(seed, linkFor(seed), config, {}, sim);
   const up = randomBytes(seed * 2 + 1, size);
   const down = randomBytes(seed * 2 + 2, size);
   let server: Peer | undefined;
@@ -130,6 +130,15 @@ describe('tcp simulation: two stacks, lossy link, manual clock', () => {
     it(`1 MB each way, ${order} close, ${ONLY_SEED ?? SEEDS} seed(s)`, () => {
       const seeds = ONLY_SEED !== undefined ? [ONLY_SEED] : Array.from({ length: SEEDS }, (_, i) => i + 1);
       for (const seed of seeds) runTransfer(seed, order, MB);
+    }, 600_000);
+  }
+
+  // Segments delivered in runs, answered once per run (TcpDriver's batchedReceive, as over
+  // node:dgram): stretch ACKs must not break loss recovery, with SACK or without.
+  for (const [name, config] of [['SACK', {}], ['no SACK (NewReno)', { sack: false }]] as const) {
+    it(`1 MB each way, receive runs batched, ${name}, ${ONLY_SEED ?? Math.ceil(SEEDS / 2)} seed(s) per close order`, () => {
+      const seeds = ONLY_SEED !== undefined ? [ONLY_SEED] : Array.from({ length: Math.ceil(SEEDS / 2) }, (_, i) => 2000 + i);
+      for (const seed of seeds) for (const order of ORDERS) if (ONLY_ORDER === undefined || ONLY_ORDER === order) runTransfer(seed, order, MB, config, { batchMs: 1 + (seed % 4) });
     }, 600_000);
   }
 

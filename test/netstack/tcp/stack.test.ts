@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { SeededRng } from '../../../src/lib/rng.js';
 import { TcpStack } from '../../../src/netstack/tcp/stack.js';
 import { TcpFlags, emitTcp, parseTcp, tcpHeaderLen, type TcpRepr } from '../../../src/wire/tcp.js';
+import { A_ADDR, B_ADDR, PERFECT_LINK, SimNet, randomBytes } from './sim-net.js';
 
 const { SYN, ACK, RST, FIN } = TcpFlags;
 const US = 0x64400001;
@@ -104,5 +105,41 @@ describe('TcpStack', () => {
     send({ srcPort: 40000 });
     send({ srcPort: 40001 });
     expect(out[0]!.seq).not.toBe(out[1]!.seq);
+  });
+});
+
+describe('TcpDriver with batchedReceive (a link that delivers runs of segments)', () => {
+  it('answers a run once at its end: one ACK per run of in-order data, not one per two segments', () => {
+    const run = (batchMs: number | undefined): { dataSegments: number; acks: number; received: number } => {
+      const net = new SimNet(1, PERFECT_LINK, {}, {}, batchMs === undefined ? {} : { batchMs });
+      net.capture = true;
+      const size = 1 << 20;
+      let received = 0;
+      net.b.stack.listen(80, (conn) => {
+        conn.events = { onData: () => (received += conn.read().length) };
+      });
+      const conn = net.a.stack.connect({ remoteAddress: B_ADDR, remotePort: 80 }, net.clock.now());
+      const data = randomBytes(1, size);
+      let off = 0;
+      const pump = (): void => {
+        while (off < size) {
+          const n = conn.send(data.subarray(off, off + 65536));
+          if (n === 0) return;
+          off += n;
+        }
+      };
+      conn.events = { onConnect: pump, onDrain: pump };
+      expect(net.run(() => received === size)).toBe(true);
+      const fromA = net.captured.filter((c) => c.src === A_ADDR);
+      const fromB = net.captured.filter((c) => c.src === B_ADDR);
+      const payloadOf = (c: { bytes: Uint8Array }): number => c.bytes.length - ((c.bytes[12]! >> 4) * 4);
+      return { dataSegments: fromA.filter((c) => payloadOf(c) > 0).length, acks: fromB.length, received };
+    };
+    const perSegment = run(undefined);
+    const batched = run(1);
+    expect(batched.received).toBe(perSegment.received);
+    // RFC 5681's every-second-segment rule without runs; far fewer with them.
+    expect(perSegment.acks).toBeGreaterThanOrEqual(Math.floor(perSegment.dataSegments / 2) - 1);
+    expect(batched.acks * 8).toBeLessThan(batched.dataSegments);
   });
 });
