@@ -194,7 +194,10 @@ export class Manager {
       clock: deps.clock,
       reader: deps.store,
       firstIndex: Math.floor(deps.wallClock()),
-      onSession: (nodeId, open) => this.#status.session(nodeId, open),
+      // The leader's own agent polls in process: it is always ready (#nodeInfos), never tracked.
+      onSession: (nodeId, open) => {
+        if (nodeId !== this.#cluster()?.LeaderID) this.#status.session(nodeId, open);
+      },
     });
     if (cluster) {
       this.#ca = new ClusterCa(cluster.RootCA.CertPem, cluster.RootCA.KeyPem);

@@ -122,6 +122,20 @@ describe('Manager services', () => {
     expect(status('web')).toEqual({ RunningTasks: 3, DesiredTasks: 3, CompletedTasks: 0 });
     expect(manager.getService(ID, { insertDefaults: false }).UpdateStatus ?? null).toBeNull();
   });
+  it('keeps the leader ready while its own agent long-polls in process (it sends no heartbeats; its tasks were once shut down as \'heartbeat failure\')', async () => {
+    await manager.createService(web({ Mode: { Replicated: { Replicas: 3 } } }));
+    await manager.settled();
+    const leaderTask = tasksOf('web').find((t) => t.NodeID === leader);
+    expect(leaderTask).toBeDefined();
+    const poll = manager.waitAssignments(leader, manager.assignments(leader).Index, 60_000);
+    await advance(20_000);
+    expect(manager.getNode(leader).Status.State).toBe('ready');
+    expect(manager.counters.get('cluster_nodes_down')).toBe(0);
+    expect(tasksOf('web').find((t) => t.ID === leaderTask!.ID)?.DesiredState).toBe('running');
+    clock.advance(60_000);
+    await poll;
+  });
+
   it('scales 3 → 5 → 2: new slots spread, extra slots shut down, no update status', async () => {
     await manager.createService(web());
     await runAll('web');
