@@ -122,7 +122,7 @@ describe('Manager services', () => {
     expect(status('web')).toEqual({ RunningTasks: 3, DesiredTasks: 3, CompletedTasks: 0 });
     expect(manager.getService(ID, { insertDefaults: false }).UpdateStatus ?? null).toBeNull();
   });
-  it('keeps the leader ready while its own agent long-polls in process (it sends no heartbeats; its tasks were once shut down as \'heartbeat failure\')', async () => {
+  it('keeps the leader ready while its own agent long-polls in process (it sends no heartbeats, and was counted down with \'heartbeat failure\')', async () => {
     await manager.createService(web({ Mode: { Replicated: { Replicas: 3 } } }));
     await manager.settled();
     const leaderTask = tasksOf('web').find((t) => t.NodeID === leader);
