@@ -16,7 +16,7 @@
 import { RealClock } from '../lib/clock.js';
 import { InvalidArgumentError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { renderCounters } from '../lib/metrics.js';
+import { mergeExposition, renderCounters } from '../lib/metrics.js';
 import { CryptoRng } from '../lib/rng.js';
 import { formatIpv4Address, parseIpv4Address } from '../wire/address.js';
 import type { UdpEndpoint } from '../overlay/datagram.js';
@@ -229,7 +229,7 @@ export class Agent {
   /** Every counter of every component, in Prometheus text format. */
   metrics(): string {
     const labels = { node: this.nodeName };
-    return (
+    return mergeExposition(
       renderCounters(this.overlay.vtep.counters.snapshot(), labels) +
       renderCounters(this.overlay.iface.counters.snapshot(), labels) +
       renderCounters(this.tcp.stack.counters.snapshot(), labels) +
