@@ -144,6 +144,17 @@ describe('shoal service against a manager (stand-in agents)', () => {
     expect(running).toHaveLength(5);
   });
 
+  it('rollback goes back to the spec before the update, with docker\'s rollback progress', async () => {
+    const r = await run('rollback', 'web');
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines.slice(0, 2)).toEqual(['web', 'rollback: manually requested rollback']);
+    expect(lines).toContain('overall progress: rolling back update: 5 out of 5 tasks');
+    expect(lines.at(-1)).toBe('verify: Service web converged');
+    const [web] = JSON.parse((await run('inspect', 'web')).stdout) as { Spec: { TaskTemplate: { ContainerSpec: { Env?: string[] } } } }[];
+    expect(web?.Spec.TaskTemplate.ContainerSpec.Env).toBeUndefined();
+  });
+
   it('inspect fills defaults (insertDefaults) and answers [] plus an error for an unknown service', async () => {
     const [web] = JSON.parse((await run('inspect', 'web')).stdout) as { Spec: { TaskTemplate: { RestartPolicy: unknown } } }[];
     expect(web?.Spec.TaskTemplate.RestartPolicy).toEqual({ Condition: 'any', Delay: 5e9, MaxAttempts: 0 });

@@ -1,5 +1,5 @@
 /**
- * `shoal service create|ls|ps|inspect|update|scale|rm|logs`: docker's verbs, flags that matter,
+ * `shoal service create|ls|ps|inspect|update|rollback|scale|rm|logs`: docker's verbs, flags that matter,
  * columns and messages, as a client of an agent's Docker API (spec docker-api-swarm.md §5.3–§8),
  * including the convergence wait of `create`, `update` and `scale` (§7): the same three GETs
  * every 200 ms and the same verdicts as docker/cli's service progress.
@@ -900,6 +900,22 @@ export function registerServiceCommands(program: Command, io: ServiceCliIo = pro
           if (!o.detach) await waitOnService(socket, ref, io, o.quiet === true);
         },
       ),
+    );
+
+  withSocket(service.command('rollback').description("go back to a service's previous spec"))
+    .argument('<service>', 'service name or ID')
+    .option('-d, --detach', 'exit at once instead of waiting for the service to converge')
+    .option('-q, --quiet', 'suppress progress output')
+    .action(
+      run(io, async (ref: string, o: { apiSocket?: string; detach?: boolean; quiet?: boolean }) => {
+        const socket = socketOf(o);
+        const current = await getService(socket, ref);
+        // As docker: the current spec goes along, and the manager ignores it (§9.3).
+        const answer = (await api(socket, 'POST', `/services/${current.ID}/update?rollback=previous&version=${current.Version.Index}`, current.Spec)) as { Warnings: string[] | null };
+        for (const w of answer.Warnings ?? []) io.err(`${w}\n`);
+        io.out(`${ref}\n`);
+        if (!o.detach) await waitOnService(socket, ref, io, o.quiet === true);
+      }),
     );
 
   withSocket(service.command('scale').description('set the number of tasks of replicated services'))
