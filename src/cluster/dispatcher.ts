@@ -304,7 +304,7 @@ function portsOf(service: ServiceRecord | undefined): readonly EndpointPort[] {
 function routeOf(service: ServiceRecord, ingress: NetworkRecord | undefined): ServiceRoute {
   const mode = service.Spec.EndpointSpec?.Mode ?? 'vip';
   const vip = mode === 'vip' && ingress ? service.Endpoint?.VirtualIPs?.find((v) => v.NetworkID === ingress.Id) : undefined;
-  return { ID: service.ID, Name: service.Spec.Name, EndpointMode: mode, ...(vip ? { VirtualIP: bareAddress(vip.Addr) } : {}), Ports: portsOf(service) };
+  return { ID: service.ID, Name: service.Spec.Name, EndpointMode: mode, ...(vip ? { VirtualIP: bareAddress(vip.Addr) } : {}), Ports: portsOf(service), Labels: service.Spec.Labels };
 }
 
 function assignmentOf(task: TaskRecord, snapshot: Snapshot): TaskAssignment {

@@ -276,6 +276,8 @@ export interface ServiceRoute {
   /** The VIP on the ingress network, no prefix; absent in dnsrr mode. */
   readonly VirtualIP?: string;
   readonly Ports: readonly EndpointPort[];
+  /** The service's labels: what the mesh reads per service (`shoal.proxy-protocol`). */
+  readonly Labels?: Readonly<Record<string, string>>;
 }
 
 export interface AssignmentSet {
