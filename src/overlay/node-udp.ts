@@ -69,7 +69,7 @@ export async function openUdpSocket(options: UdpSocketOptions): Promise<Datagram
       batchOpen = true;
       setImmediate(endBatch);
     }
-    onMessage(msg, { address: rinfo.address, port: rinfo.port });
+    onMessage(msg, rinfo); // RemoteInfo is a UdpEndpoint (address, port): no copy per datagram
   });
   return {
     local: () => local,
