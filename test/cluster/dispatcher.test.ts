@@ -50,7 +50,7 @@ describe('Dispatcher.assignments', () => {
     expect(set.Tasks).toEqual([
       { TaskID: 't1', ServiceID: 'svc1', ServiceName: 'web', Slot: 2, DesiredState: 'running', Spec: { ContainerSpec: { Image: 'shoal/whoami' } }, Ports: PORTS, OverlayAddress: '100.64.0.129' },
     ]);
-    expect(set.Services).toEqual([{ ID: 'svc1', Name: 'web', EndpointMode: 'vip', VirtualIP: '100.64.0.128', Ports: PORTS }]);
+    expect(set.Services).toEqual([{ ID: 'svc1', Name: 'web', EndpointMode: 'vip', VirtualIP: '100.64.0.128', Ports: PORTS, Labels: {} }]);
     expect(set.Ingress).toEqual({ Vni: 4096, Subnet: '100.64.0.0/24' });
   });
 
@@ -58,7 +58,7 @@ describe('Dispatcher.assignments', () => {
     const { store, d } = world();
     const s = serviceRecord('svc2', 'db', { Endpoint: { Spec: { Mode: 'dnsrr' } } });
     store.put('service', 'svc2', { ...s, Spec: { ...s.Spec, EndpointSpec: { Mode: 'dnsrr' } } });
-    expect(d.assignments('node1').Services.find((r) => r.ID === 'svc2')).toEqual({ ID: 'svc2', Name: 'db', EndpointMode: 'dnsrr', Ports: [] });
+    expect(d.assignments('node1').Services.find((r) => r.ID === 'svc2')).toEqual({ ID: 'svc2', Name: 'db', EndpointMode: 'dnsrr', Ports: [], Labels: {} });
   });
 
   it.each<[TaskState, TaskState, boolean]>([

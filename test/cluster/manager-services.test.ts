@@ -117,7 +117,7 @@ describe('Manager services', () => {
     // The agents see their task in their assignments and report it running.
     const mine = manager.assignments(ids.get('w1')!);
     expect(mine.Tasks.map((t) => [t.ServiceName, t.DesiredState, t.Ports.length])).toEqual([['web', 'running', 1]]);
-    expect(mine.Services).toEqual([{ ID, Name: 'web', EndpointMode: 'vip', VirtualIP: '100.64.0.128', Ports: service.Endpoint.Ports }]);
+    expect(mine.Services).toEqual([{ ID, Name: 'web', EndpointMode: 'vip', VirtualIP: '100.64.0.128', Ports: service.Endpoint.Ports, Labels: {} }]);
     await runAll('web');
     expect(status('web')).toEqual({ RunningTasks: 3, DesiredTasks: 3, CompletedTasks: 0 });
     expect(manager.getService(ID, { insertDefaults: false }).UpdateStatus ?? null).toBeNull();
