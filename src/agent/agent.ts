@@ -28,16 +28,15 @@ import { overlayPeerTarget } from '../mesh/overlay-peers.js';
 import { UdpLayer } from '../netstack/udp.js';
 import type { AssignmentSet } from '../cluster/service-types.js';
 import { type Catalog, DEFAULT_SUBNET, DEFAULT_VNI, loadCatalog } from './catalog.js';
-import { CatalogMesh, catalogServices } from './catalog-mesh.js';
+import { CatalogMesh } from './catalog-mesh.js';
 import { MembershipLiveness } from './cluster-liveness.js';
 import { ClusterNode } from './cluster-node.js';
 import { type AgentSettings, nodeOverlayAddress } from './config.js';
 import { DispatcherSession } from './dispatcher-session.js';
-import { Executor } from './executor.js';
+import { Executor, meshEvents } from './executor.js';
 import { NameService, catalogRoutes, defaultDnsFallback } from './names.js';
-import { NodeMesh } from './node-mesh.js';
+import { NodeMesh, meshServices } from './node-mesh.js';
 import { OverlayNode, parseCidr } from './overlay-node.js';
-import { swarmMeshServices } from './swarm-routes.js';
 
 /** Upstream connect timeout of the mesh: a crashed node's tasks cost a connection this long until the gossip declares it dead. */
 const MESH_CONNECT_TIMEOUT_MS = 1000;
@@ -70,6 +69,8 @@ export class Agent {
   readonly session: DispatcherSession;
   readonly #logger: Logger;
   #joining = true;
+  /** Set once the executor is stopping: later assignments are not acted on. */
+  #closing = false;
 
   private constructor(parts: {
     config: AgentConfig;
@@ -120,12 +121,9 @@ export class Agent {
     const tcp = attachTcp(overlay.iface, { clock, rng });
     const meshOverlay = { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni) };
     const vtep = { address: s.advertiseAddr, port: s.dataPathPort };
-    const catalogMesh =
-      catalog &&
-      (await CatalogMesh.start({ catalog, nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay }));
-    const mesh =
-      catalogMesh?.node ??
-      (await NodeMesh.start({ nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay, vni: network.vni }));
+    const mesh = await NodeMesh.start({ nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay, vni: network.vni });
+    // The catalog is one source of services and tasks; the swarm (below) is another.
+    const catalogMesh = catalog && (await CatalogMesh.attach(mesh, { catalog, nodeName: s.nodeName, clock, logger }));
     const names = await NameService.start({
       table: mesh.table,
       router: mesh.router,
@@ -137,8 +135,8 @@ export class Agent {
       clock,
       logger,
     });
-    const fromCatalog = { services: catalog ? catalogServices(catalog) : [], routes: catalog ? catalogRoutes(catalog) : [] };
-    names.setServices(fromCatalog.routes);
+    const catalogRouteSet = catalog ? catalogRoutes(catalog) : [];
+    names.setServices(catalogRouteSet);
     const transport = await NodeTransport.bind({ host: s.listenAddr, port: s.gossipPort, clock, advertiseHost: s.advertiseAddr });
     const meshDelegate = meshGossipDelegate(mesh.table);
     // The manager's node status follows the gossip: dead or left → Down, alive → Ready.
@@ -170,18 +168,12 @@ export class Agent {
       publishHost: s.listenAddr,
       clock,
       logger,
-      events: {
-        status: (u) => session.report(u),
-        logs: (lines) => session.logs(lines),
-        running: (t) => mesh.taskRunning(t),
-        health: (taskId, service, health) => mesh.setTaskHealth(service, taskId, health),
-        exited: (taskId, service) => mesh.taskExited(service, taskId),
-        removed: (taskId, service) => mesh.taskRemoved(service, taskId),
-      },
+      events: { status: (u) => session.report(u), logs: (lines) => session.logs(lines), ...meshEvents(mesh) },
     });
     const onAssignments = (set: AssignmentSet): void => {
-      void mesh.setServices([...fromCatalog.services, ...swarmMeshServices(set.Services)]);
-      names.setServices([...fromCatalog.routes, ...set.Services]);
+      if (agent.#closing) return;
+      void mesh.setServices(meshServices(set.Services), 'swarm');
+      names.setServices([...catalogRouteSet, ...set.Services]);
       executor.reconcile(set);
     };
     const agent = new Agent({ config, overlay, tcp, gossip, mesh, catalog: catalogMesh, names, executor, cluster, session, logger });
@@ -248,12 +240,16 @@ export class Agent {
    */
   async close(): Promise<void> {
     this.#joining = false;
-    await this.session.close();
-    (this.catalog ?? this.mesh).withdraw();
+    this.catalog?.withdraw();
+    this.mesh.withdraw();
     await sleep(DRAIN_MS);
     await this.names.close();
+    // The executor's shutdown reports go out before the session stops (it flushes on close).
+    this.#closing = true;
     await this.executor.close();
-    await (this.catalog ?? this.mesh).close();
+    await this.session.close();
+    await this.catalog?.close();
+    await this.mesh.close();
     await this.gossip.leave(LEAVE_TIMEOUT_MS).catch((error: unknown) => this.#logger.info({ err: error }, 'leave not confirmed by any member (none left to tell?)'));
     // leave() resolves when the last transmission is handed out, not sent: closing the socket
     // at once drops it. One more gossip round lets it (and the tombstones before it) go out.

@@ -31,7 +31,7 @@ import { nodeProbe } from '../mesh/node-health-probe.js';
 import { IngressListeners } from '../mesh/node-ingress.js';
 import { localTcpConnector } from '../mesh/node-upstream.js';
 import { type OverlayPeerTarget, syncOverlayPeers } from '../mesh/overlay-peers.js';
-import { MeshRouter, type PublishedPort } from '../mesh/router.js';
+import { MeshRouter, PROXY_PROTOCOL_LABEL, type PublishedPort, appProtocolOfPortName, proxyProtocolOfLabel } from '../mesh/router.js';
 import { type OverlayAddresses, type OverlayTcpSockets, OverlayTaskListeners, overlayTcpConnector } from '../mesh/task-listeners.js';
 import type { ServiceRoute } from '../cluster/service-types.js';
 
@@ -95,17 +95,24 @@ export interface LocalTask {
 /**
  * The mesh's view of the manager's service routes (AssignmentSet.Services): each service with
  * its ingress-mode TCP and UDP published ports. Host-mode ports bypass the mesh (the task
- * itself listens on them, on its node only); SCTP has no listener here.
+ * itself listens on them, on its node only); SCTP has no listener here. A TCP port named
+ * `http` or `http-*` is declared HTTP (the relay may replay a request its upstream never
+ * answered); the service label `shoal.proxy-protocol=v1|v2` makes the ingress node send a
+ * PROXY header with the client's address (router.ts).
  */
 export function meshServices(routes: readonly ServiceRoute[]): MeshService[] {
-  return routes.map((r) => ({
-    name: r.Name,
-    ports: r.Ports.flatMap((p) =>
-      p.PublishMode === 'ingress' && (p.Protocol === 'tcp' || p.Protocol === 'udp') && p.PublishedPort > 0
-        ? [{ service: r.Name, protocol: p.Protocol, published: p.PublishedPort, target: p.TargetPort }]
-        : [],
-    ),
-  }));
+  return routes.map((r) => {
+    const proxyProtocol = proxyProtocolOfLabel(r.Labels?.[PROXY_PROTOCOL_LABEL]);
+    return {
+      name: r.Name,
+      ports: r.Ports.flatMap((p): PublishedPort[] => {
+        if (p.PublishMode !== 'ingress' || (p.Protocol !== 'tcp' && p.Protocol !== 'udp') || p.PublishedPort <= 0) return [];
+        const appProtocol = p.Protocol === 'tcp' ? appProtocolOfPortName(p.Name) : undefined;
+        const proxy = p.Protocol === 'tcp' ? proxyProtocol : undefined;
+        return [{ service: r.Name, protocol: p.Protocol, published: p.PublishedPort, target: p.TargetPort, ...(appProtocol && { appProtocol }), ...(proxy && { proxyProtocol: proxy }) }];
+      }),
+    };
+  });
 }
 
 /**
@@ -364,6 +371,7 @@ export class NodeMesh {
       renderCounters(this.health.counters.snapshot(), labels) +
       renderCounters(this.ingress.udpCounters(), labels) +
       renderCounters(this.counters.snapshot(), labels) +
+      this.router.serviceMetrics.render(labels) +
       gauge('mesh_table_rows', this.table.size, {}) +
       gauge('mesh_downstream_cx_active', this.router.activeConnections, { path: 'ingress' })
     );
