@@ -70,17 +70,17 @@ describe('the convergence wait', () => {
   });
 
   /** Runs the wait on `s` with a manual clock (each sleep moves it on); returns stdout lines and the error, if any. */
-  const wait = async (s: readonly Poll[]): Promise<{ lines: string[]; error?: string }> => {
+  const wait = async (s: readonly Poll[], tty = false): Promise<{ lines: string[]; error?: string; raw: string }> => {
     script = s;
     polls = 0;
     let now = 0;
     let out = '';
-    const io: ServiceCliIo = { out: (t) => void (out += t), err: () => undefined, fail: () => undefined, sleep: async (ms) => void (now += ms), now: () => now, interrupt: new AbortController().signal };
+    const io: ServiceCliIo = { out: (t) => void (out += t), err: () => undefined, fail: () => undefined, sleep: async (ms) => void (now += ms), now: () => now, interrupt: new AbortController().signal, tty };
     try {
       await waitOnService(server.socketPath, 'web', io, false);
-      return { lines: out.trimEnd().split('\n') };
+      return { lines: out.trimEnd().split('\n'), raw: out };
     } catch (error) {
-      return { lines: out.trimEnd().split('\n'), error: (error as Error).message };
+      return { lines: out.trimEnd().split('\n'), error: (error as Error).message, raw: out };
     }
   };
   const BAR = `[${'='.repeat(50)}>]`;
@@ -106,6 +106,18 @@ describe('the convergence wait', () => {
       'verify: Waiting 1 seconds to verify that tasks are stable...',
       'verify: Service web converged',
     ]);
+  });
+
+  it('redraws each line in place on a terminal, leaving docker\'s final screen', async () => {
+    const { raw } = await wait(
+      [
+        { monitorNs: 2e9, tasks: [[1, 'running', 'pending'], [2, 'running', 'assigned']] },
+        { monitorNs: 2e9, tasks: [[1, 'running', 'running'], [2, 'running', 'running']] },
+      ],
+      true,
+    );
+    expect(raw).toContain('\x1b[');
+    expect(screen(raw)).toEqual(['overall progress: 2 out of 2 tasks', `1/2: running   ${BAR}`, `2/2: running   ${BAR}`, 'verify: Service web converged']);
   });
 
   it('reports a task failure after convergence and starts the verify period again', async () => {
@@ -149,3 +161,34 @@ describe('the convergence wait', () => {
     expect(lines.at(-1)).toBe('verify: Service web converged');
   });
 });
+
+/** What a terminal shows after `text`: lines, `\r`, and the cursor-up/down and clear-line sequences docker uses. */
+function screen(text: string): string[] {
+  const rows: string[] = [''];
+  let row = 0;
+  let col = 0;
+  for (let i = 0; i < text.length; i++) {
+    const esc = text[i] === '\x1b' ? /^.\[(\d*)([ABK])/.exec(text.slice(i)) : null;
+    if (esc) {
+      const n = Number(esc[1] || '1');
+      if (esc[2] === 'A') row -= n;
+      else if (esc[2] === 'B') row += n;
+      else rows[row] = '';
+      while (rows.length <= row) rows.push('');
+      i += esc[0].length - 1;
+      continue;
+    }
+    const c = text[i]!;
+    if (c === '\n') {
+      row++;
+      col = 0;
+      while (rows.length <= row) rows.push('');
+    } else if (c === '\r') col = 0;
+    else {
+      const line = rows[row]!.padEnd(col);
+      rows[row] = line.slice(0, col) + c + line.slice(col + 1);
+      col++;
+    }
+  }
+  return rows.filter((r, i) => r !== '' || i < rows.length - 1);
+}

@@ -22,6 +22,8 @@ export interface ServiceCliIo {
   now(): number;
   /** Aborted when the user interrupts (Ctrl-C): ends waits and `logs --follow`. */
   readonly interrupt: AbortSignal;
+  /** stdout is a terminal: progress lines are redrawn in place, as docker draws them. */
+  readonly tty?: boolean;
 }
 
 let processInterrupt: AbortController | undefined;
@@ -37,6 +39,7 @@ export const processIo: ServiceCliIo = {
       processIo.interrupt.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
     }),
   now: () => Date.now(),
+  tty: process.stdout.isTTY === true,
   get interrupt(): AbortSignal {
     if (!processInterrupt) {
       const controller = new AbortController();
@@ -482,16 +485,27 @@ export class ProgressUpdater {
 /**
  * Waits until `ref` has converged, printing docker's progress (§7): polls the service, its
  * up-to-date tasks and the nodes every 200 ms; converged for Monitor (default 5 s) → `verify:
- * Service <ref> converged`. Each line is printed when it changes (docker redraws a TTY in
- * place; a line per change is its log-friendly form). Throws ApiCallError on a paused update
+ * Service <ref> converged`. On a terminal each line is redrawn in place, as docker does;
+ * otherwise a line is printed each time it changes. Throws ApiCallError on a paused update
  * or a failed call; returns early, successfully, on Ctrl-C.
  */
 export async function waitOnService(socket: string, ref: string, io: ServiceCliIo, quiet: boolean): Promise<void> {
   const last = new Map<string, string>();
+  /** Lines in the order they were first drawn (a terminal redraws each in place). */
+  const drawn: string[] = [];
   const emit: Emit = (id, text) => {
-    if (last.get(id) === text) return;
+    if (last.get(id) === text || quiet) return;
     last.set(id, text);
-    if (!quiet) io.out(`${id}: ${text}`.trimEnd() + '\n');
+    const line = `${id}: ${text}`.trimEnd();
+    const index = drawn.indexOf(id);
+    if (io.tty && index >= 0) {
+      // docker's jsonmessage: up to the line, clear it, write, and back down.
+      const up = drawn.length - index;
+      io.out(`\x1b[${up}A\r\x1b[2K${line}\r\x1b[${up}B`);
+      return;
+    }
+    if (index < 0) drawn.push(id);
+    io.out(`${line}\n`);
   };
   let updater: ProgressUpdater | undefined;
   let converged = false;
