@@ -27,9 +27,9 @@ export interface LogOptions {
 }
 
 /**
- * The lines kept now and, when the manager is local, the lines to come. `subscribe` is absent
- * when the call was forwarded to the leader: a forwarded `logs --follow` ends after the lines
- * kept (the 2377 channel carries one answer per call, not a stream).
+ * The lines kept now and the lines to come: pushed by the leader's broker when the manager is
+ * local; when forwarded, polled from the leader (see forwardingControl). Without `subscribe`
+ * a follow ends after the lines kept.
  */
 export interface LogStream {
   readonly entries: readonly LogEntry[];
@@ -138,8 +138,31 @@ export async function callControl(control: ControlPlane, method: unknown, args: 
   }
 }
 
-/** The control plane of a manager that does not hold the store: every call forwarded to the leader. */
-export function forwardingControl(forward: (method: string, args: unknown[]) => Promise<unknown>): ControlPlane {
+/** How often a forwarded `logs --follow` asks the leader for new lines. */
+export const FORWARDED_FOLLOW_POLL_MS = 1000;
+/**
+ * A forwarded follow asks for lines from this long before the newest it has seen: agents'
+ * clocks differ, and a line stamped a little earlier may reach the leader a little later.
+ */
+export const FORWARDED_FOLLOW_SLACK_MS = 5000;
+
+export interface ForwardingOptions {
+  readonly followPollMs?: number;
+}
+
+/**
+ * The control plane of a manager that does not hold the store: every call forwarded to the
+ * leader. The 2377 channel carries one answer per call, not a stream, so `logs --follow` polls
+ * the leader every `followPollMs` for the lines since the newest seen (less a slack for skewed
+ * clocks) and passes on those not seen yet. A line stamped more than the slack before the
+ * newest one seen when it reaches the leader is missed; the leader's own follow misses none.
+ */
+export function forwardingControl(forward: (method: string, args: unknown[]) => Promise<unknown>, options: ForwardingOptions = {}): ControlPlane {
+  const fetchLogs = async (selector: LogSelector, o: LogOptions): Promise<LogEntry[]> => {
+    const answer = asObject(await forward('logs', [selector, o]), 'logs answer');
+    return Array.isArray(answer['entries']) ? (answer['entries'] as LogEntry[]) : [];
+  };
+  const pollMs = options.followPollMs ?? FORWARDED_FOLLOW_POLL_MS;
   return {
     swarm: () => forward('swarm', []) as Promise<SwarmView>,
     updateSwarm: (version, spec, rotate) => forward('updateSwarm', [version, spec, rotate]).then(() => undefined),
@@ -158,9 +181,39 @@ export function forwardingControl(forward: (method: string, args: unknown[]) => 
     getNetwork: (ref) => forward('getNetwork', [ref]) as Promise<NetworkRecord>,
     createNetwork: (body) => forward('createNetwork', [body]) as Promise<{ Id: string; Warning: string }>,
     removeNetwork: (ref) => forward('removeNetwork', [ref]).then(() => undefined),
-    logs: async (selector, options) => {
-      const answer = asObject(await forward('logs', [selector, options]), 'logs answer');
-      return { entries: Array.isArray(answer['entries']) ? (answer['entries'] as LogEntry[]) : [] };
+    logs: async (selector, o) => {
+      const entries = await fetchLogs(selector, o);
+      const subscribe = (listener: (entry: LogEntry) => void): (() => void) => {
+        const seen = new Map<string, number>();
+        let newest = Date.now();
+        const note = (e: LogEntry): boolean => {
+          const key = `${e.TaskID}\n${e.Stream}\n${e.Timestamp}\n${e.Line}`;
+          if (seen.has(key)) return false;
+          const ms = Date.parse(e.Timestamp);
+          seen.set(key, Number.isNaN(ms) ? newest : ms);
+          if (ms > newest) newest = ms;
+          return true;
+        };
+        for (const e of entries) note(e);
+        let stopped = false;
+        let timer: NodeJS.Timeout | undefined;
+        const poll = async (): Promise<void> => {
+          try {
+            for (const e of await fetchLogs(selector, { sinceMs: newest - FORWARDED_FOLLOW_SLACK_MS })) if (!stopped && note(e)) listener(e);
+          } catch {
+            // The leader is away for now: the next poll asks again.
+          }
+          // Forget what is older than any later answer can hold.
+          for (const [key, ms] of seen) if (ms < newest - 2 * FORWARDED_FOLLOW_SLACK_MS) seen.delete(key);
+          if (!stopped) timer = setTimeout(() => void poll(), pollMs);
+        };
+        timer = setTimeout(() => void poll(), pollMs);
+        return () => {
+          stopped = true;
+          clearTimeout(timer);
+        };
+      };
+      return { entries, subscribe };
     },
   };
 }

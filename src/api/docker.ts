@@ -312,7 +312,7 @@ async function logsRoute(control: ControlPlane, kind: 'service' | 'task', ref: s
   const send = (e: LogEntry): void => {
     if (wanted(e)) sink!.write(logFrame(e.Stream, logPayload(e, format)));
   };
-  // A forwarded call has no subscription: its follow ends with the lines kept.
+  // Without a subscription (a control plane that cannot follow) the stream ends with the lines kept.
   const unsubscribe =
     follow && logs.subscribe
       ? logs.subscribe((e) => {
