@@ -242,7 +242,10 @@ export class Agent {
     this.#joining = false;
     this.catalog?.withdraw();
     this.mesh.withdraw();
-    await sleep(DRAIN_MS);
+    // The tombstones go out as gossip; a push/pull with every member delivers them over TCP
+    // too, so no survivor keeps our rows until it notices we are gone (it took ~13 s when a
+    // survivor missed both the tombstones and the leave).
+    await Promise.all([sleep(DRAIN_MS), this.gossip.pushPullAll(DRAIN_MS)]);
     await this.names.close();
     // The executor's shutdown reports go out before the session stops (it flushes on close).
     this.#closing = true;

@@ -341,6 +341,40 @@ export class Memberlist {
   }
 
   /**
+   * A push/pull with every live member at once, over TCP: our whole state (the application's
+   * `localState` included) reaches each of them reliably, not only as UDP gossip that a busy
+   * receiver may drop. The agent calls it on a graceful stop, after withdrawing its endpoint
+   * rows, so that every survivor holds the tombstones before we leave. Resolves, within about
+   * `timeoutMs`, with how many members answered; never rejects.
+   */
+  pushPullAll(timeoutMs: number): Promise<number> {
+    if (this.#shutdown) return Promise.resolve(0);
+    const peers = this.#state.nodes.filter((n) => n.name !== this.name && !isDeadOrLeft(n));
+    return new Promise((resolve) => {
+      let pending = peers.length;
+      let answered = 0;
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        if (timer) this.#cancel(timer);
+        resolve(answered);
+      };
+      const timer = pending > 0 ? this.#after(timeoutMs, finish) : undefined;
+      if (pending === 0) finish();
+      for (const n of peers) {
+        let settled = false;
+        this.#pushPullNode({ host: n.host, port: n.port }, false, (error) => {
+          if (settled) return;
+          settled = true;
+          if (!error) answered++;
+          if (--pending === 0) finish();
+        });
+      }
+    });
+  }
+
+  /**
    * Stops everything: timers, handlers, open streams, and the transport. Idempotent. Does not
    * tell anyone (call leave() first for that).
    */

@@ -79,6 +79,30 @@ describe('leave', () => {
     sim.shutdown();
   });
 
+  it('pushPullAll hands our state to every live member over TCP, even with UDP cut (how a leaving agent delivers its tombstones)', async () => {
+    const sim = new Sim({ seed: 6 });
+    const states: string[] = [];
+    const nodes = [0, 1, 2, 3].map((i) =>
+      Memberlist.create({
+        name: `p${i}`,
+        transport: sim.net.bind(Sim.address(i)),
+        clock: sim.clock,
+        rng: sim.rng.fork(),
+        delegate: { localState: () => Buffer.from(`state-of-p${i}`), mergeRemoteState: (st) => states.push(`p${i}<-${Buffer.from(st).toString()}`) },
+      }),
+    );
+    await Promise.all([...nodes.slice(1).map((n) => n.join([Sim.address(0)])), sim.run(2000, () => false)]);
+    expect(await sim.run(30_000, () => nodes.every((n) => n.members().length === 4))).toBeDefined();
+    states.length = 0;
+    for (let i = 1; i < 4; i++) sim.net.cut(Sim.address(0), Sim.address(i), { udpOnly: true });
+    const answered = nodes[0]!.pushPullAll(5_000);
+    await sim.run(5_000, () => false, 100);
+    expect(await answered).toBe(3);
+    // (A periodic push/pull may add a copy; each member must have had ours.)
+    expect(new Set(states.filter((st) => st.endsWith('<-state-of-p0')))).toEqual(new Set(['p1<-state-of-p0', 'p2<-state-of-p0', 'p3<-state-of-p0']));
+    for (const n of nodes) n.shutdown();
+  });
+
   it('a leave with nobody else alive resolves at once', async () => {
     const sim = new Sim({ seed: 5 });
     const solo = sim.add(0);
