@@ -3,7 +3,8 @@
  * published port of every service, whether or not it runs a task, and hands each accepted
  * TCP connection to the MeshRouter. UDP published ports get a per-client flow table
  * (udp-flows.ts): a client's datagrams all go to the endpoint its first one chose, and the
- * answers come back from the published port.
+ * answers come back from the published port. With `udpEndpoints`, a flow may choose a task on
+ * another node (over the overlay's UDP); without, local tasks only.
  *
  * Sockets: half-open allowed (the relay forwards FINs), Nagle off, TCP keepalive on.
  */
@@ -13,20 +14,25 @@ import type { Clock } from '../lib/clock.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
 import { openLocalUdpUpstream } from './node-upstream.js';
 import type { MeshRouter, PublishedPort, Upstream } from './router.js';
-import { type UdpUpstream, UdpFlowTable } from './udp-flows.js';
+import { type UdpEndpoints, type UdpUpstream, UdpFlowTable } from './udp-flows.js';
 
 export interface IngressOptions {
   /** The address to listen on (an agent on 127.0.0.2 listens there; 0.0.0.0 for every interface). */
   readonly host: string;
   readonly router: MeshRouter;
   readonly clock: Clock;
-  /** Opens a UDP flow to an endpoint (default: kernel UDP to a local task). */
+  /** Opens a UDP flow to a local endpoint (default: kernel UDP to the task's host port). */
   readonly openUdpUpstream?: (u: Upstream) => Promise<UdpUpstream>;
+  /**
+   * The UDP endpoints of every node, and the overlay path to remote ones (udp-flows.ts). Absent:
+   * UDP flows go to local tasks only (the router's UDP upstreams).
+   */
+  readonly udpEndpoints?: UdpEndpoints;
   readonly maxUdpFlows?: number;
   readonly udpFlowIdleMs?: number;
   /** TCP keepalive idle time on accepted connections, ms (0: off). */
   readonly keepAliveMs?: number;
-  /** Datagrams held per UDP flow while its upstream opens. */
+  /** Datagrams held per UDP flow while its upstream opens (default 16; more are dropped and counted). */
   readonly maxPendingDatagrams?: number;
   readonly logger?: Logger;
 }
@@ -61,11 +67,18 @@ export class IngressListeners {
   readonly #log: Logger;
   readonly #listeners = new Map<string, Listener>();
   readonly #udpCounterTotals = new Map<string, number>();
+  /** Ends of the UDP flows open now, by endpoint key: run when the endpoint is gone. */
+  readonly #udpFlowsByEndpoint = new Map<string, Set<() => void>>();
+  readonly #stopFollowing: (() => void) | undefined;
   #closed = false;
 
   constructor(options: IngressOptions) {
     this.#o = options;
     this.#log = (options.logger ?? silentLogger).child({ component: 'ingress' });
+    this.#stopFollowing = options.udpEndpoints?.onEndpointGone((key) => {
+      const ends = this.#udpFlowsByEndpoint.get(key);
+      if (ends) for (const end of [...ends]) end();
+    });
   }
 
   /** The published ports listened on now. */
@@ -73,9 +86,9 @@ export class IngressListeners {
     return [...this.#listeners.values()].map((l) => l.port);
   }
 
-  /** UDP flow counters summed over every UDP listener (closed ones included). */
+  /** UDP flow counters summed over every UDP listener (closed ones included), and the overlay path's. */
   udpCounters(): Record<string, number> {
-    const out = Object.fromEntries(this.#udpCounterTotals);
+    const out: Record<string, number> = { ...Object.fromEntries(this.#udpCounterTotals), ...this.#o.udpEndpoints?.counters.snapshot() };
     for (const l of this.#listeners.values()) {
       if (l.kind !== 'udp') continue;
       for (const [k, v] of Object.entries(l.flows.counters.snapshot())) out[k] = (out[k] ?? 0) + v;
@@ -111,6 +124,7 @@ export class IngressListeners {
   /** Closes every listener and every connection and flow still open. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopFollowing?.();
     for (const key of [...this.#listeners.keys()]) await this.#close(key);
   }
 
@@ -162,7 +176,8 @@ export class IngressListeners {
     const existing = l.flows.get(clientKey);
     if (existing) {
       if (existing.upstream) existing.upstream.send(msg);
-      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(Uint8Array.from(msg));
+      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(msg);
+      else l.flows.counters.inc('mesh_udp_dropped_queue_full');
       return;
     }
     if (l.flows.full) {
@@ -170,19 +185,31 @@ export class IngressListeners {
       return;
     }
     const router = this.#o.router;
-    const upstream = router.balancer.choose(router.upstreams(l.port.service, l.port.target, 'udp'));
+    const endpoints = this.#o.udpEndpoints;
+    const upstream = router.balancer.choose(endpoints ? endpoints.upstreams(l.port.service, l.port.target) : router.upstreams(l.port.service, l.port.target, 'udp'));
     if (!upstream) {
       l.flows.counters.inc('mesh_udp_dropped_no_upstream');
       return;
     }
-    const flow: UdpFlow = { upstream: undefined, pending: [Uint8Array.from(msg)], key: upstream.key, closed: false };
+    // node:dgram hands each message in a buffer of its own: queued as is.
+    const flow: UdpFlow = { upstream: undefined, pending: [msg], key: upstream.key, closed: false };
     router.balancer.acquire(upstream.key);
+    const end = (): void => {
+      l.flows.counters.inc('mesh_udp_flows_endpoint_gone');
+      l.flows.delete(clientKey);
+    };
+    let ends = this.#udpFlowsByEndpoint.get(upstream.key);
+    if (!ends) this.#udpFlowsByEndpoint.set(upstream.key, (ends = new Set()));
+    ends.add(end);
     l.flows.add(clientKey, flow, () => {
       flow.closed = true;
       flow.upstream?.close();
       router.balancer.release(upstream.key);
+      const set = this.#udpFlowsByEndpoint.get(upstream.key);
+      set?.delete(end);
+      if (set?.size === 0) this.#udpFlowsByEndpoint.delete(upstream.key);
     });
-    const open = this.#o.openUdpUpstream ?? openLocalUdpUpstream;
+    const open = upstream.local || !endpoints ? (this.#o.openUdpUpstream ?? openLocalUdpUpstream) : (u: Upstream) => endpoints.open(u);
     open(upstream).then(
       (u) => {
         if (flow.closed) {
@@ -199,7 +226,8 @@ export class IngressListeners {
         for (const d of flow.pending.splice(0)) u.send(d);
       },
       () => {
-        router.balancer.reportFailure(upstream.key);
+        // A local socket that cannot be opened is the endpoint's failure; no free overlay port is ours.
+        if (upstream.local) router.balancer.reportFailure(upstream.key);
         l.flows.counters.inc('mesh_udp_dropped_no_upstream');
         l.flows.delete(clientKey);
       },

@@ -1,0 +1,262 @@
+/**
+ * The owner's end of the remote UDP path, the UDP twin of task-listeners.ts: another agent's
+ * ingress sends a flow's datagrams over the overlay to a task's overlay address and target
+ * port (udp-flows.ts `UdpEndpoints.open`); this agent relays them to the task over kernel UDP,
+ * with a kernel socket per overlay peer (so the task's answers map back to that peer), and
+ * sends the answers back over the overlay from the task's overlay address and target port.
+ *
+ * For every routable row this node owns with UDP ports, the overlay UDP port of each target is
+ * bound; rows that come, change, stop being routable or go take their bindings and peer flows
+ * with them. The task's overlay address itself is added to the interface by
+ * OverlayTaskListeners, for every local row.
+ *
+ * Several local tasks may serve the same target port (two replicas on one node). A layer that
+ * reports the address a datagram was sent to (`local`) picks the task by it; without it, the
+ * first routable task on the port takes the peer's flow, and the ambiguity is counted.
+ *
+ * Peer flows are bounded and expire like the ingress's (UdpFlowTable): at the limit a new
+ * peer's datagrams are dropped and counted; a flow's queue while its kernel socket opens too.
+ */
+import type { Clock } from '../lib/clock.js';
+import { Counters } from '../lib/counters.js';
+import { type Logger, silentLogger } from '../lib/logger.js';
+import { type Ipv4Address, formatIpv4Address } from '../wire/address.js';
+import type { UdpPeer } from '../netstack/udp.js';
+import type { EndpointRow } from './endpoint-codec.js';
+import { rowKey } from './endpoint-codec.js';
+import type { EndpointTable } from './endpoint-table.js';
+import { type Upstream, isRoutable } from './router.js';
+import { DEFAULT_MAX_OVERLAY_DATAGRAM, type OverlayUdp, type OverlayUdpSocket, type UdpUpstream, UdpFlowTable } from './udp-flows.js';
+
+export const UDP_TASK_COUNTERS = [
+  /** Datagrams from overlay peers relayed toward a task. */
+  'mesh_udp_task_rx_datagrams',
+  /** Task answers sent back over the overlay. */
+  'mesh_udp_task_tx_datagrams',
+  /** A datagram to a bound port for an address none of our routable tasks has. */
+  'mesh_udp_task_dropped_no_task',
+  /** A datagram of a peer flow whose kernel socket was still opening, beyond the flow's queue. */
+  'mesh_udp_task_dropped_queue_full',
+  /** A peer flow whose kernel socket to the task could not be opened. */
+  'mesh_udp_task_dropped_open_fail',
+  /** A datagram to a port several local tasks serve, from a layer that does not say which address it was for. */
+  'mesh_udp_task_ambiguous',
+  /** A task's answer larger than the overlay carries (the overlay never fragments). */
+  'mesh_udp_task_dropped_too_big',
+  /** A target port another user of the overlay's UDP holds (the embedded DNS's 53, say). */
+  'mesh_udp_task_bind_fail',
+] as const;
+export type UdpTaskCounter = (typeof UDP_TASK_COUNTERS)[number];
+
+export interface UdpTaskListenersOptions {
+  readonly table: EndpointTable;
+  /** The overlay's UDP (the agent's one UdpLayer). */
+  readonly udp: OverlayUdp;
+  /** Kernel UDP to a local task (node-upstream.ts `openLocalUdpUpstream`). */
+  readonly openLocal: (u: Upstream) => Promise<UdpUpstream>;
+  readonly clock: Clock;
+  /** Peer flows across every task (default 4096). */
+  readonly maxFlows?: number;
+  /** Default 30 s, as the ingress's. */
+  readonly idleTimeoutMs?: number;
+  /** The largest UDP payload the overlay carries: the interface's `maxPayload` less 8. */
+  readonly maxDatagramBytes?: number;
+  /** Datagrams held per peer flow while its kernel socket opens (default 16). */
+  readonly maxPendingDatagrams?: number;
+  readonly logger?: Logger;
+}
+
+interface Task {
+  readonly key: string;
+  readonly row: EndpointRow;
+  /** Target → host port, UDP only. */
+  readonly ports: ReadonlyMap<number, number>;
+  /** Peer flow keys of this task. */
+  readonly flows: Set<string>;
+}
+
+interface Binding {
+  readonly socket: OverlayUdpSocket;
+  /** Task keys served on this port, in the order they came. */
+  readonly tasks: Set<string>;
+}
+
+interface PeerFlow {
+  upstream: UdpUpstream | undefined;
+  readonly pending: Uint8Array[];
+  closed: boolean;
+}
+
+export class UdpTaskListeners {
+  readonly #o: UdpTaskListenersOptions;
+  readonly #log: Logger;
+  readonly #counters = new Counters<UdpTaskCounter>(UDP_TASK_COUNTERS);
+  readonly #flows: UdpFlowTable<PeerFlow>;
+  readonly #tasks = new Map<string, Task>();
+  readonly #bindings = new Map<number, Binding>();
+  readonly #unsubscribe: () => void;
+
+  constructor(options: UdpTaskListenersOptions) {
+    this.#o = options;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'udp-task-listeners' });
+    this.#flows = new UdpFlowTable({
+      clock: options.clock,
+      ...(options.maxFlows !== undefined && { maxFlows: options.maxFlows }),
+      ...(options.idleTimeoutMs !== undefined && { idleTimeoutMs: options.idleTimeoutMs }),
+    });
+    for (const r of options.table.endpoints()) this.#sync(r);
+    this.#unsubscribe = options.table.subscribe((e) => {
+      if (e.type === 'removed') this.#stop(rowKey(e.row.service, e.row.taskId));
+      else this.#sync(e.row);
+    });
+  }
+
+  /** This side's counters and its peer flow table's (`mesh_udp_flows_total`, …), for /metrics with `path="overlay"`. */
+  counters(): Record<string, number> {
+    return { ...this.#flows.counters.snapshot(), ...this.#counters.snapshot() };
+  }
+
+  /** Peer flows open now. */
+  get flows(): number {
+    return this.#flows.size;
+  }
+
+  /** Overlay addresses and UDP ports served now, for tests and debugging. */
+  listening(): { address: string; port: number }[] {
+    return [...this.#tasks.values()].flatMap((t) => [...t.ports.keys()].filter((p) => this.#bindings.get(p)?.tasks.has(t.key)).map((port) => ({ address: formatIpv4Address(t.row.overlayAddress), port })));
+  }
+
+  /** Unbinds every port and ends every peer flow. Idempotent. */
+  close(): void {
+    this.#unsubscribe();
+    for (const key of [...this.#tasks.keys()]) this.#stop(key);
+    this.#flows.close();
+  }
+
+  #sync(row: EndpointRow): void {
+    if (row.node !== this.#o.table.nodeName) return;
+    const key = rowKey(row.service, row.taskId);
+    const ports = new Map(row.ports.filter((p) => p.protocol === 'udp').map((p) => [p.target, p.hostPort]));
+    const current = this.#tasks.get(key);
+    const wanted = isRoutable(row.health) && ports.size > 0;
+    if (current && wanted && current.row.overlayAddress === row.overlayAddress && current.row.hostAddress === row.hostAddress && sameMap(current.ports, ports)) {
+      this.#tasks.set(key, { ...current, row });
+      return;
+    }
+    this.#stop(key);
+    if (!wanted) return;
+    const task: Task = { key, row, ports, flows: new Set() };
+    this.#tasks.set(key, task);
+    for (const target of ports.keys()) this.#bind(target, key);
+  }
+
+  #bind(port: number, taskKey: string): void {
+    const held = this.#bindings.get(port);
+    if (held) {
+      held.tasks.add(taskKey);
+      return;
+    }
+    let socket: OverlayUdpSocket;
+    try {
+      socket = this.#o.udp.bind(port, (data, from, local) => this.#onDatagram(port, data, from, local));
+    } catch (error) {
+      this.#counters.inc('mesh_udp_task_bind_fail');
+      this.#log.warn({ err: error, port, task: taskKey }, 'Cannot serve a task’s UDP port on the overlay');
+      return;
+    }
+    this.#bindings.set(port, { socket, tasks: new Set([taskKey]) });
+  }
+
+  #stop(key: string): void {
+    const task = this.#tasks.get(key);
+    if (!task) return;
+    this.#tasks.delete(key);
+    for (const f of [...task.flows]) this.#flows.delete(f);
+    for (const port of task.ports.keys()) {
+      const b = this.#bindings.get(port);
+      if (!b) continue;
+      b.tasks.delete(key);
+      if (b.tasks.size === 0) {
+        this.#bindings.delete(port);
+        b.socket.close();
+      }
+    }
+  }
+
+  #taskFor(b: Binding, local: Ipv4Address | undefined): Task | undefined {
+    if (local !== undefined) {
+      for (const k of b.tasks) {
+        const t = this.#tasks.get(k);
+        if (t?.row.overlayAddress === local) return t;
+      }
+      return undefined;
+    }
+    if (b.tasks.size > 1) this.#counters.inc('mesh_udp_task_ambiguous');
+    for (const k of b.tasks) return this.#tasks.get(k);
+    return undefined;
+  }
+
+  #onDatagram(port: number, data: Uint8Array, from: UdpPeer, local: Ipv4Address | undefined): void {
+    const b = this.#bindings.get(port);
+    const task = b && this.#taskFor(b, local);
+    const hostPort = task?.ports.get(port);
+    if (!task || hostPort === undefined) {
+      this.#counters.inc('mesh_udp_task_dropped_no_task');
+      return;
+    }
+    this.#counters.inc('mesh_udp_task_rx_datagrams');
+    // `data` is valid only during this call; the kernel send is asynchronous.
+    const bytes = Buffer.from(data);
+    const flowKey = `${task.key}\u0000${port}\u0000${from.address}:${from.port}`;
+    const existing = this.#flows.get(flowKey);
+    if (existing) {
+      if (existing.upstream) existing.upstream.send(bytes);
+      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(bytes);
+      else this.#counters.inc('mesh_udp_task_dropped_queue_full');
+      return;
+    }
+    const flow: PeerFlow = { upstream: undefined, pending: [bytes], closed: false };
+    if (
+      !this.#flows.add(flowKey, flow, () => {
+        flow.closed = true;
+        flow.upstream?.close();
+        task.flows.delete(flowKey);
+      })
+    )
+      return;
+    task.flows.add(flowKey);
+    const row = task.row;
+    const upstream: Upstream = { key: task.key, local: true, row, host: formatIpv4Address(row.hostAddress), port: hostPort };
+    this.#o.openLocal(upstream).then(
+      (u) => {
+        if (flow.closed) {
+          u.close();
+          return;
+        }
+        flow.upstream = u;
+        u.onMessage((answer) => {
+          if (flow.closed) return;
+          this.#flows.get(flowKey);
+          if (answer.length > (this.#o.maxDatagramBytes ?? DEFAULT_MAX_OVERLAY_DATAGRAM)) {
+            this.#counters.inc('mesh_udp_task_dropped_too_big');
+            return;
+          }
+          this.#counters.inc('mesh_udp_task_tx_datagrams');
+          b.socket.send(answer, from, row.overlayAddress);
+        });
+        for (const d of flow.pending.splice(0)) u.send(d);
+      },
+      (error: unknown) => {
+        this.#counters.inc('mesh_udp_task_dropped_open_fail');
+        this.#log.debug({ err: error, task: task.key }, 'Cannot open a UDP socket to a local task');
+        this.#flows.delete(flowKey);
+      },
+    );
+  }
+}
+
+function sameMap(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
