@@ -43,10 +43,13 @@ export const UDP_TASK_COUNTERS = [
   'mesh_udp_task_ambiguous',
   /** A task's answer larger than the overlay carries (the overlay never fragments). */
   'mesh_udp_task_dropped_too_big',
-  /** A target port another user of the overlay's UDP holds (the embedded DNS's 53, say). */
+  /** A target port another user of the overlay's UDP holds, or keeps (`reservedPorts`: the embedded DNS's 53). */
   'mesh_udp_task_bind_fail',
 ] as const;
 export type UdpTaskCounter = (typeof UDP_TASK_COUNTERS)[number];
+
+/** The embedded DNS's port on the overlay (src/agent/names.ts). */
+export const DEFAULT_RESERVED_PORTS: readonly number[] = [53];
 
 export interface UdpTaskListenersOptions {
   readonly table: EndpointTable;
@@ -61,6 +64,11 @@ export interface UdpTaskListenersOptions {
   readonly idleTimeoutMs?: number;
   /** The largest UDP payload the overlay carries: the interface's `maxPayload` less 8. */
   readonly maxDatagramBytes?: number;
+  /**
+   * Overlay UDP ports never taken for a task (default: 53, the embedded DNS's on every overlay
+   * address of the node, which may bind after the first tasks are known).
+   */
+  readonly reservedPorts?: readonly number[];
   /** Datagrams held per peer flow while its kernel socket opens (default 16). */
   readonly maxPendingDatagrams?: number;
   readonly logger?: Logger;
@@ -158,6 +166,7 @@ export class UdpTaskListeners {
     }
     let socket: OverlayUdpSocket;
     try {
+      if ((this.#o.reservedPorts ?? DEFAULT_RESERVED_PORTS).includes(port)) throw new Error(`UDP port ${port} is reserved on the overlay`);
       socket = this.#o.udp.bind(port, (data, from, local) => this.#onDatagram(port, data, from, local));
     } catch (error) {
       this.#counters.inc('mesh_udp_task_bind_fail');

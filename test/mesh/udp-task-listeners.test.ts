@@ -153,19 +153,20 @@ describe('UdpTaskListeners', () => {
     }
   });
 
-  it('a target port the layer already holds is counted, not thrown; the task’s other ports are served', async () => {
+  it('a target port the layer already holds, or that is reserved for the DNS, is counted, not thrown; the task’s other ports are served', async () => {
     const table = new EndpointTable({ nodeName: 'b', clock: realClock });
     const udp = new FakeUdp();
-    const dns = udp.bind(53, () => undefined);
+    const held = udp.bind(5353, () => undefined);
     const l = new UdpTaskListeners({ table, udp, openLocal: openLocalUdpUpstream, clock: new ManualClock() });
     try {
-      table.upsertLocal(row('t1', 11, [{ target: 53, hostPort: 25020 }, { target: 9000, hostPort: 25020 }]));
-      expect(l.counters()['mesh_udp_task_bind_fail']).toBe(1);
+      table.upsertLocal(row('t1', 11, [{ target: 53, hostPort: 25020 }, { target: 5353, hostPort: 25020 }, { target: 9000, hostPort: 25020 }]));
+      expect(l.counters()['mesh_udp_task_bind_fail']).toBe(2);
+      expect([...udp.handlers.keys()].sort()).toEqual([5353, 9000]);
       expect(l.listening()).toEqual([{ address: '100.64.30.11', port: 9000 }]);
     } finally {
       l.close();
       table.close();
-      dns.close();
+      held.close();
     }
   });
 
