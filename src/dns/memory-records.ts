@@ -12,9 +12,12 @@ export class MemoryRecords implements DnsRecords {
   readonly #tasks = new Map<string, TaskRecord[]>();
   readonly #owners = new Map<string, AddressOwner>();
   readonly #networks = new Set<string>();
+  /** Bumped by every change: the resolver's answer cache compares it (DnsRecords.version). */
+  #version = 0;
 
   /** Adds or replaces a service (its tasks are kept). Throws InvalidArgumentError on a bad VIP. */
   setService(service: ServiceRecord): void {
+    this.#version++;
     if (service.vip !== undefined && parseIpv4(service.vip) === undefined) throw new InvalidArgumentError(`Bad VIP ${service.vip}`);
     const name = service.name.toLowerCase();
     const old = this.#services.get(name);
@@ -26,6 +29,7 @@ export class MemoryRecords implements DnsRecords {
 
   /** Removes a service and its tasks. */
   removeService(name: string): void {
+    this.#version++;
     const key = name.toLowerCase();
     const old = this.#services.get(key);
     if (old?.vip !== undefined) this.#owners.delete(old.vip);
@@ -36,6 +40,7 @@ export class MemoryRecords implements DnsRecords {
 
   /** Adds or replaces a task (by task ID). Throws InvalidArgumentError on a bad address. */
   setTask(task: TaskRecord): void {
+    this.#version++;
     if (parseIpv4(task.address) === undefined) throw new InvalidArgumentError(`Bad task address ${task.address}`);
     const record: TaskRecord = { ...task, service: task.service.toLowerCase(), slot: task.slot.toLowerCase(), taskId: task.taskId.toLowerCase() };
     this.removeTask(record.taskId);
@@ -46,6 +51,7 @@ export class MemoryRecords implements DnsRecords {
   }
 
   removeTask(taskId: string): void {
+    this.#version++;
     const id = taskId.toLowerCase();
     for (const [service, list] of this.#tasks) {
       const index = list.findIndex((t) => t.taskId === id);
@@ -68,11 +74,16 @@ export class MemoryRecords implements DnsRecords {
 
   /** Declares an overlay network name. This in-memory table does not scope by it (every service is on every network). */
   addNetwork(name: string): void {
+    this.#version++;
     this.#networks.add(name.toLowerCase());
   }
 
   network(name: string): boolean {
     return this.#networks.has(name);
+  }
+
+  version(): number {
+    return this.#version;
   }
 
   service(name: string): ServiceRecord | undefined {

@@ -5,6 +5,7 @@
  * configured fallback. More listeners (the overlay's UDP) attach later through `resolver`.
  */
 import type { Clock } from '../lib/clock.js';
+import type { AnswerCacheOptions } from './answer-cache.js';
 import { DnsSocketError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { SeededRng, type Rng } from '../lib/rng.js';
@@ -41,6 +42,12 @@ export interface EmbeddedDnsOptions {
   readonly resolver?: Pick<DnsResolverOptions, 'ttl' | 'maxUdpPayload' | 'forwardSingleLabel' | 'searchDomains'>;
   readonly forwarder?: Pick<ForwarderOptions, 'timeoutMs' | 'attempts' | 'maxOutstanding'>;
   readonly tcp?: Pick<TcpDnsServerOptions, 'idleTimeoutMs' | 'maxConnections' | 'maxInFlight'>;
+  /**
+   * The resolver's answer cache (answer-cache.ts) on `clock`. Default: on when the records
+   * have `version()` (changes are then seen by the next query), off otherwise; `false` turns
+   * it off, an object turns it on with these bounds (answers then lag changes by ≤ ttlMs).
+   */
+  readonly answerCache?: false | Omit<AnswerCacheOptions, 'clock'>;
   /** Logs where it listens, what it forwards to, and addresses it could not bind. */
   readonly logger?: Logger;
 }
@@ -70,11 +77,13 @@ export async function startEmbeddedDns(options: EmbeddedDnsOptions): Promise<Emb
     rng: options.rng,
     ...options.forwarder,
   });
+  const answerCache = options.answerCache ?? (options.records.version ? {} : false);
   const resolver = new DnsResolver({
     records: options.records,
     rng: new SeededRng(options.rng.u32()),
     forwarder,
     ...options.resolver,
+    ...(answerCache && { answerCache: { clock: options.clock, ...answerCache } }),
     searchDomains: options.resolver?.searchDomains ?? (options.stripSearchDomains ? conf.search : []),
   });
   const view = options.view ?? 'host';

@@ -4,10 +4,11 @@
  * The agent binds 127.0.0.11:53 where it may, else a configured address and port.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import { Counters } from '../lib/counters.js';
 import { DnsSocketError } from '../lib/errors.js';
 import type { DnsView } from './records.js';
-import { viewOf } from './records.js';
+import { parseIpv4, viewOf } from './records.js';
 import type { DnsHandler } from './resolver.js';
 
 export interface UdpDnsServerOptions {
@@ -18,6 +19,8 @@ export interface UdpDnsServerOptions {
   readonly view?: DnsView;
   /** SO_RCVBUF: bursts (dnsperf, many tasks starting) overflow the default buffer. */
   readonly recvBufferSize?: number;
+  /** SO_SNDBUF, for the same bursts in the other direction. */
+  readonly sendBufferSize?: number;
 }
 
 export const UDP_SERVER_COUNTERS = ['dns_udp_rx', 'dns_udp_tx', 'dns_udp_send_errors', 'dns_udp_late_answers'] as const;
@@ -37,7 +40,9 @@ export type UdpDnsServer = DnsListener<UdpServerCounter>;
 /** Binds and starts answering. Throws DnsSocketError when the address cannot be bound (EACCES on 53 without privilege, EADDRINUSE). */
 export async function startUdpDnsServer(options: UdpDnsServerOptions): Promise<UdpDnsServer> {
   const counters = new Counters<UdpServerCounter>(UDP_SERVER_COUNTERS);
-  const socket = dgram.createSocket({ type: 'udp4' });
+  // Replies go to the datagram's source, always an IPv4 literal: answering node:dgram's lookup at
+  // once skips dns.lookup's validation, its nextTick and the async-hooks scope around it, per send.
+  const socket = dgram.createSocket({ type: 'udp4', lookup: literalLookup });
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error): void => reject(new DnsSocketError(`Cannot bind DNS UDP ${options.address}:${options.port}: ${error.message}`, { cause: error }));
     socket.once('error', onError);
@@ -47,6 +52,7 @@ export async function startUdpDnsServer(options: UdpDnsServerOptions): Promise<U
     });
   });
   if (options.recvBufferSize) socket.setRecvBufferSize(options.recvBufferSize);
+  if (options.sendBufferSize) socket.setSendBufferSize(options.sendBufferSize);
   // Without a callback, a failed send() is reported here (node:dgram); a bound socket has no other errors.
   socket.on('error', () => counters.inc('dns_udp_send_errors'));
   let closed = false;
@@ -91,4 +97,14 @@ export async function startUdpDnsServer(options: UdpDnsServerOptions): Promise<U
         socket.close(() => resolve());
       }),
   };
+}
+
+/**
+ * node:dgram's `lookup` hook for a socket that only ever sends to the IPv4 literals its
+ * datagrams came from: answers synchronously (dns.lookup answers literals on the next tick).
+ * Anything else (never expected) goes to dns.lookup.
+ */
+function literalLookup(address: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+  if (parseIpv4(address) !== undefined) callback(null, address, 4);
+  else dns.lookup(address, 4, callback);
 }

@@ -77,6 +77,13 @@ export interface DnsRecords {
    * resolve in. When it is, `<name>.<network>` names resolve with `client.network` set.
    */
   network?(name: string, client: DnsClient): boolean;
+  /**
+   * Optional: a number that changes whenever any answer could change (a service, a task, a
+   * task's health, a network), read once per query. With it the resolver's answer cache
+   * (answer-cache.ts) is invalidated by the next query after a change; without it, cached
+   * answers live only their short TTL, and startEmbeddedDns keeps the cache off by default.
+   */
+  version?(): number;
 }
 
 /**

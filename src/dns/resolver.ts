@@ -20,6 +20,7 @@
  *   appear the moment a service is created.
  */
 import { Counters } from '../lib/counters.js';
+import { AnswerCache, POINTER_A_RR_LEN, answerKey, type AnswerCacheOptions, type CachedAnswer } from './answer-cache.js';
 import type { Rng } from '../lib/rng.js';
 import type { DnsForwarding, ForwardResult } from './forwarder.js';
 import {
@@ -30,6 +31,7 @@ import {
   RrClass,
   RrType,
   ResponseWriter,
+  DNS_HEADER_LEN,
   copyBytes,
   headerOnlyResponse,
   parseQuery,
@@ -91,6 +93,12 @@ export interface DnsResolverOptions {
    * Docker does not do this; default none.
    */
   readonly searchDomains?: readonly string[];
+  /**
+   * Keep encoded local answers (answer-cache.ts): a repeated question skips the records and
+   * the response build. Invalidated by `records.version()` when the records have it, and in
+   * any case `ttlMs` (default 250) after it was built. Default: no cache.
+   */
+  readonly answerCache?: AnswerCacheOptions;
 }
 
 export const RESOLVER_COUNTERS = [
@@ -110,6 +118,8 @@ export const RESOLVER_COUNTERS = [
   'dns_answered_local',
   'dns_forwarded',
   'dns_records_errors',
+  'dns_answer_cache_hits',
+  'dns_answer_cache_misses',
 ] as const;
 export type ResolverCounter = (typeof RESOLVER_COUNTERS)[number];
 
@@ -136,6 +146,7 @@ export class DnsResolver implements DnsHandler {
   readonly #forwardSingleLabel: boolean;
   readonly #searchDomains: readonly (readonly string[])[];
   readonly #writer = new ResponseWriter();
+  readonly #cache: AnswerCache | undefined;
 
   constructor(options: DnsResolverOptions) {
     this.#records = options.records;
@@ -149,6 +160,12 @@ export class DnsResolver implements DnsHandler {
       .map((d) => d.toLowerCase().replace(/^\.+|\.+$/g, ''))
       .filter((d) => d.length > 0)
       .map((d) => d.split('.'));
+    this.#cache = options.answerCache ? new AnswerCache(options.answerCache) : undefined;
+  }
+
+  /** Entries in the answer cache (0 without one). */
+  get cachedAnswers(): number {
+    return this.#cache?.size ?? 0;
   }
 
   /**
@@ -182,6 +199,29 @@ export class DnsResolver implements DnsHandler {
     // Zone transfers and the obsolete MAILA/MAILB: not a stub resolver's business.
     if (query.qtype >= RrType.IXFR && query.qtype <= RrType.MAILA) return this.#simple(query, source, client, Rcode.NOTIMP);
 
+    const cache = this.#cache;
+    let key = '';
+    let generation = 0;
+    if (cache) {
+      const limit = this.#limit(query, client);
+      // Everything besides the question that shapes the bytes (the view's address form, the
+      // OPT RR, the echoed RD and CD bits); the DO bit too, though we sign nothing yet.
+      const bits = (client.view === 'host' ? 1 : 0) | (client.transport === 'tcp' ? 2 : 0) | (query.edns ? 4 : 0) | (query.edns?.dnssecOk ? 8 : 0);
+      key = answerKey(source, query.questionEnd, limit, bits, query.flags & (Flag.RD | Flag.CD), client.address);
+      try {
+        generation = this.#records.version?.() ?? 0;
+      } catch {
+        this.counters.inc('dns_records_errors');
+        return this.#simple(query, source, client, Rcode.SERVFAIL);
+      }
+      const hit = cache.get(key, generation);
+      if (hit) {
+        this.counters.inc('dns_answer_cache_hits');
+        return { kind: 'response', bytes: this.#fromCache(hit, query, source) };
+      }
+      this.counters.inc('dns_answer_cache_misses');
+    }
+
     let local: LocalAnswer;
     try {
       local = this.#resolveLocal(query, client);
@@ -191,22 +231,57 @@ export class DnsResolver implements DnsHandler {
       this.counters.inc('dns_records_errors');
       return this.#simple(query, source, client, Rcode.SERVFAIL);
     }
+    let bytes: Uint8Array;
     switch (local.kind) {
       case 'forward':
         return this.#forward(query, source, client);
       case 'nxdomain':
-        return this.#simple(query, source, client, Rcode.NXDOMAIN, Flag.AA);
+        bytes = this.#simpleBytes(query, source, client, Rcode.NXDOMAIN, Flag.AA);
+        break;
       case 'nodata':
-        return this.#simple(query, source, client, Rcode.NOERROR, Flag.AA);
+        bytes = this.#simpleBytes(query, source, client, Rcode.NOERROR, Flag.AA);
+        break;
       case 'a':
       case 'ptr':
       case 'srv':
-        return { kind: 'response', bytes: this.#writeAnswer(query, source, client, local) };
+        bytes = this.#writeAnswer(query, source, client, local);
+        break;
       default: {
         const never: never = local;
         return never;
       }
     }
+    if (cache) this.#remember(cache, key, generation, local, query, bytes);
+    return { kind: 'response', bytes };
+  }
+
+  /**
+   * Keeps a local answer's bytes (a copy: the caller owns `bytes`). Truncated answers are not
+   * kept: each one should leave out a freshly chosen subset.
+   */
+  #remember(cache: AnswerCache, key: string, generation: number, local: LocalAnswer, query: DnsQuery, bytes: Uint8Array): void {
+    const flags = readU16(bytes, 2);
+    if (flags & Flag.TC) return;
+    const answers = readU16(bytes, 6);
+    // A-only answers are fixed-size RRs straight after the question: reshuffled on every hit,
+    // as Swarm shuffles every answer. SRV answers keep their order for the TTL: RFC 2782
+    // clients choose among equal priorities by weight at random themselves.
+    const shuffleA = local.kind === 'a' && answers > 1 && query.questionEnd + answers * POINTER_A_RR_LEN <= bytes.length ? answers : 0;
+    cache.set(key, generation, { bytes: copyBytes(bytes), rcode: rcodeOf(flags), answers, shuffleA, answerOffset: query.questionEnd });
+  }
+
+  /** A cached answer for this asker: its ID, its question's spelling (0x20 case), counted as a fresh one would be. */
+  #fromCache(hit: CachedAnswer, query: DnsQuery, source: Uint8Array): Uint8Array {
+    const cached = hit.bytes;
+    const out = Buffer.allocUnsafe(cached.length);
+    out.set(cached);
+    out[0] = query.id >>> 8;
+    out[1] = query.id & 0xff;
+    for (let i = DNS_HEADER_LEN; i < query.questionEnd; i++) out[i] = source[i]!;
+    if (hit.shuffleA > 1) shuffleBlocks(out, hit.answerOffset, POINTER_A_RR_LEN, hit.shuffleA, this.#rng);
+    this.#countRcode(hit.rcode, hit.answers);
+    this.counters.inc('dns_answered_local');
+    return out;
   }
 
   #resolveLocal(query: DnsQuery, client: DnsClient): LocalAnswer {
@@ -458,6 +533,21 @@ function findPort(service: ServiceRecord, label: string, protocol: 'tcp' | 'udp'
     if (String(p.port) === label || (p.name !== undefined && p.name.toLowerCase() === label)) return p.port;
   }
   return undefined;
+}
+
+/** Fisher–Yates over `count` records of `size` bytes each, in place from `offset`. */
+function shuffleBlocks(bytes: Uint8Array, offset: number, size: number, count: number, rng: Rng): void {
+  for (let i = count - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    if (j === i) continue;
+    const a = offset + i * size;
+    const b = offset + j * size;
+    for (let k = 0; k < size; k++) {
+      const t = bytes[a + k]!;
+      bytes[a + k] = bytes[b + k]!;
+      bytes[b + k] = t;
+    }
+  }
 }
 
 /** Fisher–Yates on a copy, with the injected Rng (Swarm shuffles multi-address answers too). */
