@@ -14,10 +14,13 @@
  * reports the address a datagram was sent to (`local`) picks the task by it; without it, the
  * first routable task on the port takes the peer's flow, and the ambiguity is counted.
  *
+ * A target port that another user of the overlay's UDP holds (an ingress flow's ephemeral port,
+ * for a task serving in 49152–65535) is counted and tried again every UDP_BIND_RETRY_MS.
+ *
  * Peer flows are bounded and expire like the ingress's (UdpFlowTable): at the limit a new
  * peer's datagrams are dropped and counted; a flow's queue while its kernel socket opens too.
  */
-import type { Clock } from '../lib/clock.js';
+import type { Clock, Timer } from '../lib/clock.js';
 import { Counters } from '../lib/counters.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
 import { type Ipv4Address, formatIpv4Address } from '../wire/address.js';
@@ -50,6 +53,12 @@ export type UdpTaskCounter = (typeof UDP_TASK_COUNTERS)[number];
 
 /** The embedded DNS's port on the overlay (src/agent/names.ts). */
 export const DEFAULT_RESERVED_PORTS: readonly number[] = [53];
+
+/**
+ * How often a task port that another user holds is tried again: an ingress flow's ephemeral
+ * port (49152–65535, udp-flows.ts) is given back when its flow idles out.
+ */
+export const UDP_BIND_RETRY_MS = 1000;
 
 export interface UdpTaskListenersOptions {
   readonly table: EndpointTable;
@@ -102,6 +111,9 @@ export class UdpTaskListeners {
   readonly #flows: UdpFlowTable<PeerFlow>;
   readonly #tasks = new Map<string, Task>();
   readonly #bindings = new Map<number, Binding>();
+  /** Ports held by someone else when their tasks came, with the task keys waiting for them. */
+  readonly #unbound = new Map<number, Set<string>>();
+  #retry: Timer | undefined;
   readonly #unsubscribe: () => void;
 
   constructor(options: UdpTaskListenersOptions) {
@@ -137,6 +149,8 @@ export class UdpTaskListeners {
   /** Unbinds every port and ends every peer flow. Idempotent. */
   close(): void {
     this.#unsubscribe();
+    this.#retry?.cancel();
+    this.#retry = undefined;
     for (const key of [...this.#tasks.keys()]) this.#stop(key);
     this.#flows.close();
   }
@@ -164,16 +178,46 @@ export class UdpTaskListeners {
       held.tasks.add(taskKey);
       return;
     }
-    let socket: OverlayUdpSocket;
-    try {
-      if ((this.#o.reservedPorts ?? DEFAULT_RESERVED_PORTS).includes(port)) throw new Error(`UDP port ${port} is reserved on the overlay`);
-      socket = this.#o.udp.bind(port, (data, from, local) => this.#onDatagram(port, data, from, local));
-    } catch (error) {
-      this.#counters.inc('mesh_udp_task_bind_fail');
-      this.#log.warn({ err: error, port, task: taskKey }, 'Cannot serve a task’s UDP port on the overlay');
+    const waiting = this.#unbound.get(port);
+    if (waiting) {
+      waiting.add(taskKey);
       return;
     }
-    this.#bindings.set(port, { socket, tasks: new Set([taskKey]) });
+    if ((this.#o.reservedPorts ?? DEFAULT_RESERVED_PORTS).includes(port)) {
+      this.#counters.inc('mesh_udp_task_bind_fail');
+      this.#log.warn({ port, task: taskKey }, 'A task’s UDP port is reserved on the overlay: not served there');
+      return;
+    }
+    const error = this.#tryBind(port, new Set([taskKey]));
+    if (error === undefined) return;
+    this.#counters.inc('mesh_udp_task_bind_fail');
+    this.#log.warn({ err: error, port, task: taskKey }, 'Cannot serve a task’s UDP port on the overlay yet: trying again');
+    this.#unbound.set(port, new Set([taskKey]));
+    this.#armRetry();
+  }
+
+  /** Binds `port` for `tasks`; the bind error, if any. */
+  #tryBind(port: number, tasks: Set<string>): unknown {
+    try {
+      const socket = this.#o.udp.bind(port, (data, from, local) => this.#onDatagram(port, data, from, local));
+      this.#bindings.set(port, { socket, tasks });
+      return undefined;
+    } catch (error) {
+      return error ?? new Error('Bind failed');
+    }
+  }
+
+  #armRetry(): void {
+    if (this.#retry || this.#unbound.size === 0) return;
+    this.#retry = this.#o.clock.setTimer(UDP_BIND_RETRY_MS, () => {
+      this.#retry = undefined;
+      for (const [port, tasks] of [...this.#unbound]) {
+        if (this.#tryBind(port, tasks) !== undefined) continue;
+        this.#unbound.delete(port);
+        this.#log.info({ port }, 'Serving a task’s UDP port on the overlay now');
+      }
+      this.#armRetry();
+    });
   }
 
   #stop(key: string): void {
@@ -182,6 +226,9 @@ export class UdpTaskListeners {
     this.#tasks.delete(key);
     for (const f of [...task.flows]) this.#flows.delete(f);
     for (const port of task.ports.keys()) {
+      const waiting = this.#unbound.get(port);
+      waiting?.delete(key);
+      if (waiting?.size === 0) this.#unbound.delete(port);
       const b = this.#bindings.get(port);
       if (!b) continue;
       b.tasks.delete(key);

@@ -12,7 +12,7 @@ import type { EndpointRow } from '../../src/mesh/endpoint-codec.js';
 import { EndpointTable } from '../../src/mesh/endpoint-table.js';
 import { openLocalUdpUpstream } from '../../src/mesh/node-upstream.js';
 import type { OverlayUdp, OverlayUdpSocket } from '../../src/mesh/udp-flows.js';
-import { UdpTaskListeners } from '../../src/mesh/udp-task-listeners.js';
+import { UDP_BIND_RETRY_MS, UdpTaskListeners } from '../../src/mesh/udp-task-listeners.js';
 import { waitFor } from './mesh-helpers.js';
 
 const HOST = '127.0.0.162';
@@ -168,6 +168,40 @@ describe('UdpTaskListeners', () => {
       table.close();
       held.close();
     }
+  });
+
+  it('a port held by an ingress flow is served once the flow gives it back; no retry is left when the task goes', async () => {
+    const table = new EndpointTable({ nodeName: 'b', clock: realClock });
+    const udp = new FakeUdp();
+    const clock = new ManualClock();
+    const flowPort = udp.bind(50000, () => undefined);
+    const l = new UdpTaskListeners({ table, udp, openLocal: openLocalUdpUpstream, clock });
+    try {
+      table.upsertLocal(row('t1', 11, [{ target: 50000, hostPort: 25020 }]));
+      expect(l.listening()).toEqual([]);
+      expect(l.counters()['mesh_udp_task_bind_fail']).toBe(1);
+      clock.advance(UDP_BIND_RETRY_MS);
+      expect(l.listening()).toEqual([]);
+      // Still held: tried again, not counted again.
+      expect(l.counters()['mesh_udp_task_bind_fail']).toBe(1);
+      flowPort.close();
+      clock.advance(UDP_BIND_RETRY_MS);
+      expect(l.listening()).toEqual([{ address: '100.64.30.11', port: 50000 }]);
+      udp.deliver(50000, 'late', PEER);
+      await waitFor(() => udp.sent.length === 1, 5000, 'the answer');
+      expect(udp.sent[0]!.data).toBe('t1:late');
+      // A task whose port is held, then removed: nothing keeps trying.
+      const other = udp.bind(50001, () => undefined);
+      table.upsertLocal(row('t2', 12, [{ target: 50001, hostPort: 25021 }]));
+      table.deleteLocal('echo', 't2');
+      other.close();
+      clock.advance(UDP_BIND_RETRY_MS);
+      expect(udp.handlers.has(50001)).toBe(false);
+    } finally {
+      l.close();
+      table.close();
+    }
+    expect(clock.pendingTimers).toBe(0);
   });
 
   it('bounds peer flows: a new peer beyond the limit is dropped and counted; flows idle out', async () => {
