@@ -119,7 +119,9 @@ export class Agent {
       { clock, logger },
     );
     const tcp = attachTcp(overlay.iface, { clock, rng });
-    const meshOverlay = { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni) };
+    // One UDP layer on the overlay interface, shared by the mesh (UDP published ports) and the embedded DNS.
+    const udp = new UdpLayer(overlay.iface);
+    const meshOverlay = { nodeAddress: overlayAddr.address, sockets: tcp.sockets, addresses: overlay.iface, peers: overlayPeerTarget(overlay.vtep.fdb, overlay.iface, network.vni), udp, maxDatagramBytes: overlay.iface.maxPayload - 8 };
     const vtep = { address: s.advertiseAddr, port: s.dataPathPort };
     const mesh = await NodeMesh.start({ nodeName: s.nodeName, listenHost: s.listenAddr, vtep, clock, rng, logger, connectTimeoutMs: MESH_CONNECT_TIMEOUT_MS, overlay: meshOverlay, vni: network.vni });
     // The catalog is one source of services and tasks; the swarm (below) is another.
@@ -127,7 +129,7 @@ export class Agent {
     const names = await NameService.start({
       table: mesh.table,
       router: mesh.router,
-      overlay: { iface: overlay.iface, udp: new UdpLayer(overlay.iface), tcpSockets: tcp.sockets, nodeAddress: overlayAddr.address },
+      overlay: { iface: overlay.iface, udp, tcpSockets: tcp.sockets, nodeAddress: overlayAddr.address },
       dns: s.dnsAddr ?? defaultDnsFallback(s.listenAddr),
       // Without --dns-addr, agents sharing a listen address may share the fallback too: any port will do.
       dnsAnyPortLastResort: s.dnsAddr === undefined,

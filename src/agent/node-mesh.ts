@@ -29,11 +29,13 @@ import { EndpointTable, type EndpointTableOptions } from '../mesh/endpoint-table
 import { HealthChecker } from '../mesh/health.js';
 import { nodeProbe } from '../mesh/node-health-probe.js';
 import { IngressListeners } from '../mesh/node-ingress.js';
-import { localTcpConnector } from '../mesh/node-upstream.js';
+import { localTcpConnector, openLocalUdpUpstream } from '../mesh/node-upstream.js';
 import { type OverlayPeerTarget, syncOverlayPeers } from '../mesh/overlay-peers.js';
 import { MeshRouter, PROXY_PROTOCOL_LABEL, type PublishedPort, appProtocolOfPortName, proxyProtocolOfLabel } from '../mesh/router.js';
 import { type OverlayAddresses, type OverlayTcpSockets, OverlayTaskListeners, overlayTcpConnector } from '../mesh/task-listeners.js';
 import type { ServiceRoute } from '../cluster/service-types.js';
+import { type OverlayUdp, UdpEndpoints } from '../mesh/udp-flows.js';
+import { UdpTaskListeners } from '../mesh/udp-task-listeners.js';
 
 export interface NodeMeshOverlay {
   /** This node's own overlay address. */
@@ -44,6 +46,13 @@ export interface NodeMeshOverlay {
   readonly addresses: OverlayAddresses;
   /** Where remote tasks' MAC → VTEP entries go (`overlayPeerTarget(vtep.fdb, iface, vni)`). */
   readonly peers: OverlayPeerTarget;
+  /**
+   * The overlay's UDP (the agent's one UdpLayer, which the embedded DNS shares): UDP published
+   * ports then reach tasks on other nodes, and our tasks' UDP ports are served on the overlay.
+   */
+  readonly udp?: OverlayUdp;
+  /** The largest UDP payload the overlay carries (`iface.maxPayload - 8`). */
+  readonly maxDatagramBytes?: number;
 }
 
 export interface NodeMeshOptions {
@@ -135,6 +144,8 @@ export class NodeMesh {
   readonly ingress: IngressListeners;
   readonly health: HealthChecker;
   readonly taskListeners: OverlayTaskListeners | undefined;
+  readonly udpTaskListeners: UdpTaskListeners | undefined;
+  readonly udpEndpoints: UdpEndpoints | undefined;
   readonly counters = new Counters(NODE_MESH_COUNTERS);
   readonly #stopPeers: (() => void) | undefined;
   readonly #log: Logger;
@@ -156,6 +167,8 @@ export class NodeMesh {
     ingress: IngressListeners;
     health: HealthChecker;
     taskListeners: OverlayTaskListeners | undefined;
+    udpTaskListeners: UdpTaskListeners | undefined;
+    udpEndpoints: UdpEndpoints | undefined;
     stopPeers: (() => void) | undefined;
     log: Logger;
     vtepAddress: Ipv4Address;
@@ -167,6 +180,8 @@ export class NodeMesh {
     this.ingress = parts.ingress;
     this.health = parts.health;
     this.taskListeners = parts.taskListeners;
+    this.udpTaskListeners = parts.udpTaskListeners;
+    this.udpEndpoints = parts.udpEndpoints;
     this.#stopPeers = parts.stopPeers;
     this.#log = parts.log;
     this.#vtepAddress = parts.vtepAddress;
@@ -194,7 +209,11 @@ export class NodeMesh {
       ...(o.connectTimeoutMs !== undefined && { connectTimeoutMs: o.connectTimeoutMs }),
       logger: log,
     });
-    const ingress = new IngressListeners({ host: o.listenHost, router, clock: o.clock, logger: log });
+    const udp = o.overlay?.udp;
+    const maxDatagram = o.overlay?.maxDatagramBytes !== undefined ? { maxDatagramBytes: o.overlay.maxDatagramBytes } : {};
+    const udpEndpoints = udp ? new UdpEndpoints({ table, udp, ...maxDatagram }) : undefined;
+    const ingress = new IngressListeners({ host: o.listenHost, router, clock: o.clock, logger: log, ...(udpEndpoints && { udpEndpoints }) });
+    const udpTaskListeners = udp ? new UdpTaskListeners({ table, udp, openLocal: openLocalUdpUpstream, clock: o.clock, ...maxDatagram, logger: log }) : undefined;
     const health = new HealthChecker({ clock: o.clock, probe: nodeProbe, report: (service, taskId, h) => table.setHealth(service, taskId, h), logger: log });
     const taskListeners = o.overlay
       ? new OverlayTaskListeners({ table, sockets: o.overlay.sockets, addresses: o.overlay.addresses, connectLocal, clock: o.clock, ...(o.idleTimeoutMs !== undefined && { idleTimeoutMs: o.idleTimeoutMs }), logger: log })
@@ -215,7 +234,7 @@ export class NodeMesh {
         health: 'none',
       });
     }
-    return new NodeMesh({ table, router, ingress, health, taskListeners, stopPeers, log, vtepAddress: vtepAddress.value, vtepPort: o.vtep.port, vni: o.vni });
+    return new NodeMesh({ table, router, ingress, health, taskListeners, udpTaskListeners, udpEndpoints, stopPeers, log, vtepAddress: vtepAddress.value, vtepPort: o.vtep.port, vni: o.vni });
   }
 
   /**
@@ -368,6 +387,7 @@ export class NodeMesh {
       renderCounters(this.table.counters.snapshot(), labels) +
       renderCounters(this.router.counters.snapshot(), { ...labels, path: 'ingress' }) +
       (this.taskListeners ? renderCounters(this.taskListeners.counters.snapshot(), { ...labels, path: 'overlay' }) : '') +
+      (this.udpTaskListeners ? renderCounters(this.udpTaskListeners.counters(), { ...labels, path: 'overlay' }) : '') +
       renderCounters(this.health.counters.snapshot(), labels) +
       renderCounters(this.ingress.udpCounters(), labels) +
       renderCounters(this.counters.snapshot(), labels) +
@@ -391,6 +411,8 @@ export class NodeMesh {
     for (const r of this.table.endpoints()) if (r.node === this.table.nodeName) this.table.deleteLocal(r.service, r.taskId);
     this.health.close();
     this.taskListeners?.close();
+    this.udpTaskListeners?.close();
+    this.udpEndpoints?.close();
     this.#stopPeers?.();
     this.router.close();
     this.table.close();

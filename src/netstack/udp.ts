@@ -23,8 +23,12 @@ export interface UdpPeer {
   readonly port: number;
 }
 
-/** Receives one datagram; `data` is a view valid only during the call. */
-export type DatagramHandler = (data: Uint8Array, from: UdpPeer) => void;
+/**
+ * Receives one datagram; `data` is a view valid only during the call. `local` is the address it
+ * was sent to: one of the interface's (a socket is bound to its port on every one of them, so
+ * the mesh serving several tasks' addresses on one port tells them apart by it).
+ */
+export type DatagramHandler = (data: Uint8Array, from: UdpPeer, local: Ipv4Address) => void;
 
 const COUNTERS = [
   'udp_rx_datagrams',
@@ -45,10 +49,14 @@ export class UdpSocket {
     this.port = port;
   }
 
-  /** Sends `data` (copied) to `to`. A datagram larger than the interface's MTU allows is dropped and counted: the overlay never fragments. */
-  send(data: Uint8Array, to: UdpPeer): void {
+  /**
+   * Sends `data` (copied) to `to`, from `from` (one of the interface's addresses; default its
+   * primary). A datagram larger than the interface's MTU allows is dropped and counted: the
+   * overlay never fragments.
+   */
+  send(data: Uint8Array, to: UdpPeer, from?: Ipv4Address): void {
     if (!this.#open) return;
-    this.#layer.send(this.port, data, to);
+    this.#layer.send(this.port, data, to, from);
   }
 
   close(): void {
@@ -87,16 +95,16 @@ export class UdpLayer {
   }
 
   /** @internal UdpSocket.send() */
-  send(srcPort: number, data: Uint8Array, to: UdpPeer): void {
+  send(srcPort: number, data: Uint8Array, to: UdpPeer, from: Ipv4Address = this.#iface.address): void {
     if (UDP_HEADER_LEN + data.length > this.#iface.maxPayload) {
       this.counters.inc('udp_tx_dropped_too_big');
       return;
     }
     const { buf, offset } = this.#iface.allocPacket(UDP_HEADER_LEN + data.length);
     buf.set(data, offset + UDP_HEADER_LEN);
-    emitUdp({ srcPort, dstPort: to.port }, buf, offset, data.length, this.#iface.address, to.address);
+    emitUdp({ srcPort, dstPort: to.port }, buf, offset, data.length, from, to.address);
     this.counters.inc('udp_tx_datagrams');
-    this.#iface.sendIpv4(to.address, IpProtocol.Udp, buf, offset, UDP_HEADER_LEN + data.length);
+    this.#iface.sendIpv4(to.address, IpProtocol.Udp, buf, offset, UDP_HEADER_LEN + data.length, from);
   }
 
   #receive(ip: Ipv4Repr, payload: Uint8Array): void {
@@ -113,7 +121,7 @@ export class UdpLayer {
       return;
     }
     this.counters.inc('udp_rx_datagrams');
-    handler(data, { address: ip.src, port: repr.srcPort });
+    handler(data, { address: ip.src, port: repr.srcPort }, ip.dst);
   }
 
   #freeEphemeralPort(): number {

@@ -256,6 +256,21 @@ describe('UDP published ports reach tasks on other nodes', () => {
     expect(await ask(c, 'to-a', 'the task still there')).toMatch(/^t3\|/);
   });
 
+  it('two tasks on B share the target port: flows spread over both, each client sticks to one, each task answers from its own overlay address', async () => {
+    b.iface.addAddress(IP('100.64.20.132'));
+    b.table.upsertLocal(echoRow('b', 't2', 132, 25011));
+    cleanups.push(() => void b.table.deleteLocal('echo', 't2'));
+    await waitFor(() => a.table.endpoints('echo').length === 2, 5000, 'A to learn of t2');
+    const group = clients.slice(16, 20);
+    for (const [i, c] of group.entries()) await ask(c, `two-${i}`, `client ${i}`);
+    for (const [i, c] of group.entries()) for (let r = 0; r < 3; r++) await ask(c, `two-${i}-${r}`, `client ${i} again`);
+    const byClient = group.map((c) => new Set(c.answers.map((x) => x.split('|')[0])));
+    for (const tasks of byClient) expect(tasks.size).toBe(1);
+    expect(new Set(byClient.flatMap((t) => [...t]))).toEqual(new Set(['t1', 't2']));
+    expect(owner.counters()['mesh_udp_task_ambiguous']).toBe(0);
+    expect(owner.counters()['mesh_udp_task_dropped_no_task']).toBe(0);
+  });
+
   it('B answers a datagram from any overlay peer (a task, a kernel VXLAN host) and sends the answer back to it', async () => {
     // Before: the previous test put t1 back; wait until A hears it.
     await waitFor(() => owner.listening().length === 1, 5000, 'B to serve t1 again');

@@ -50,6 +50,31 @@ describe('UDP on the userspace stack', () => {
     expect(atA[0]![1]).toEqual({ address: IP(3), port: 53 });
   });
 
+  it('tells a socket which of the interface’s addresses a datagram was sent to, and answers from that address', () => {
+    const { clock, a, b } = pair();
+    b.iface.addAddress(IP(131));
+    b.iface.addAddress(IP(132));
+    const atB: [string, number][] = [];
+    const server = b.udp.bind(9000, (data, from, local) => {
+      atB.push([decode(data), local]);
+      server.send(text(`re:${decode(data)}`), from, local);
+    });
+    const atA: [string, UdpPeer][] = [];
+    const client = a.udp.bind(0, (data, from) => atA.push([decode(data), from]));
+    client.send(text('to-131'), { address: IP(131), port: 9000 });
+    client.send(text('to-132'), { address: IP(132), port: 9000 });
+    client.send(text('to-3'), { address: IP(3), port: 9000 });
+    clock.advance(20);
+    expect(atB).toEqual([['to-131', IP(131)], ['to-132', IP(132)], ['to-3', IP(3)]]);
+    // The answers' checksums cover the address they came from: all three arrive intact.
+    expect(atA).toEqual([
+      ['re:to-131', { address: IP(131), port: 9000 }],
+      ['re:to-132', { address: IP(132), port: 9000 }],
+      ['re:to-3', { address: IP(3), port: 9000 }],
+    ]);
+    expect(a.udp.counters.get('udp_rx_dropped_malformed')).toBe(0);
+  });
+
   it('answers a datagram to an unbound port with ICMP port unreachable, and counts it', () => {
     const { clock, a, b } = pair();
     const client = a.udp.bind(0, () => {});
