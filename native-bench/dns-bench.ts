@@ -7,13 +7,17 @@
  *   queries per second and the latency at that load;
  * - paced: a fixed 2000 queries per second, the latency a client sees at ordinary load.
  * The query mix is every record type the embedded DNS answers, plus NXDOMAIN and NODATA.
- * A third server, node:dgram echoing every query back, measures what Node's UDP path alone allows.
+ * `shoal-nocache` is shoal without its answer cache (the agent's default until its records have
+ * version()). A fourth server, node:dgram echoing every query back, measures what Node's UDP
+ * path alone allows. Each saturating run also reads the server's CPU time from /proc (user and
+ * system) and divides it by the queries answered: CPU per query is far less sensitive to the
+ * machine's other load than queries/s (MACHINE-NOTES.md).
  * Usage: `node --import tsx native-bench/dns-bench.ts [seconds per run=10] [rounds=3]`.
  * Needs dnsperf and dnsmasq (Debian packages dnsperf and dnsmasq or dnsmasq-base).
  * Writes native-bench/results/dns.md. Not a test: nothing passes or fails on a number.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,9 +30,11 @@ const ADDRESS = '127.0.0.1';
 const SHOAL_PORT = 19400;
 const DNSMASQ_PORT = 19401;
 const ECHO_PORT = 19402;
+const NOCACHE_PORT = 19403;
 /** `echo` is node:dgram answering each query with itself: the ceiling for any Node UDP server here. */
-type ServerKind = 'shoal' | 'dnsmasq' | 'echo';
-const PORTS: Record<ServerKind, number> = { shoal: SHOAL_PORT, dnsmasq: DNSMASQ_PORT, echo: ECHO_PORT };
+type ServerKind = 'shoal' | 'shoal-nocache' | 'dnsmasq' | 'echo';
+const KINDS: readonly ServerKind[] = ['shoal', 'shoal-nocache', 'dnsmasq', 'echo'];
+const PORTS: Record<ServerKind, number> = { shoal: SHOAL_PORT, 'shoal-nocache': NOCACHE_PORT, dnsmasq: DNSMASQ_PORT, echo: ECHO_PORT };
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
 
@@ -118,7 +124,7 @@ function waitReady(child: ChildProcess, probePort: number): Promise<void> {
 async function start(kind: ServerKind): Promise<ChildProcess> {
   const node = (...extra: string[]): ChildProcess =>
     spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'dns-serve.ts'), ADDRESS, String(PORTS[kind]), recordsFile, ...extra], { cwd: ROOT, stdio: ['ignore', 'ignore', 'ignore'] });
-  const child = kind === 'shoal' ? node() : kind === 'echo' ? node('echo') : spawn('dnsmasq', dnsmasqArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = kind === 'shoal' ? node() : kind === 'shoal-nocache' ? node('nocache') : kind === 'echo' ? node('echo') : spawn('dnsmasq', dnsmasqArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitReady(child, PORTS[kind]);
   return child;
 }
@@ -137,7 +143,23 @@ interface Run {
   readonly maxMs: number;
   readonly stddevMs: number;
   readonly lostPct: number;
+  readonly completed: number;
   readonly rcodes: string;
+}
+
+/** A process's user and system CPU seconds so far (/proc/<pid>/stat fields 14 and 15, in clock ticks). */
+function cpuOf(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const hz = 100; // USER_HZ: 100 on every Linux architecture Node runs on
+  return { user: Number(fields[11]) / hz, system: Number(fields[12]) / hz };
+}
+
+interface Cpu {
+  /** Microseconds of server CPU per answered query: user, system, total. */
+  readonly userUs: number;
+  readonly sysUs: number;
+  readonly totalUs: number;
 }
 
 function dnsperf(port: number, extra: string[], runSeconds = seconds): Promise<Run> {
@@ -156,6 +178,7 @@ function dnsperf(port: number, extra: string[], runSeconds = seconds): Promise<R
         maxMs: Number(latency?.[3] ?? NaN) * 1000,
         stddevMs: num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000,
         lostPct: num(/Queries lost:\s+\d+ \(([\d.]+)%\)/),
+        completed: num(/Queries completed:\s+(\d+)/),
         rcodes: (/Response codes:\s+(.*)/.exec(out)?.[1] ?? '').trim(),
       });
     });
@@ -165,23 +188,26 @@ function dnsperf(port: number, extra: string[], runSeconds = seconds): Promise<R
 const SATURATING = ['-c', '4', '-q', '100'];
 const PACED = ['-c', '4', '-q', '100', '-Q', '2000'];
 
-const results: Record<ServerKind, { saturating: Run[]; paced: Run[] }> = {
-  shoal: { saturating: [], paced: [] },
-  dnsmasq: { saturating: [], paced: [] },
-  echo: { saturating: [], paced: [] },
-};
+const results = Object.fromEntries(KINDS.map((k) => [k, { saturating: [] as Run[], paced: [] as Run[], cpu: [] as Cpu[] }])) as Record<ServerKind, { saturating: Run[]; paced: Run[]; cpu: Cpu[] }>;
+const loadBefore = os.loadavg();
 try {
   for (let round = 0; round < rounds; round++) {
-    const order: ServerKind[] = round % 2 === 0 ? ['shoal', 'dnsmasq', 'echo'] : ['echo', 'dnsmasq', 'shoal'];
+    const order: ServerKind[] = round % 2 === 0 ? [...KINDS] : [...KINDS].reverse();
     for (const kind of order) {
       const child = await start(kind);
       try {
         const port = PORTS[kind];
         // Warm-up, discarded: V8's JIT for shoal, the same treatment for dnsmasq.
         await dnsperf(port, SATURATING, 2);
-        results[kind].saturating.push(await dnsperf(port, SATURATING));
+        const before = cpuOf(child.pid!);
+        const run = await dnsperf(port, SATURATING);
+        const after = cpuOf(child.pid!);
+        results[kind].saturating.push(run);
+        const per = (s: number): number => (s * 1e6) / Math.max(1, run.completed);
+        const cpu = { userUs: per(after.user - before.user), sysUs: per(after.system - before.system), totalUs: per(after.user - before.user + after.system - before.system) };
+        results[kind].cpu.push(cpu);
         results[kind].paced.push(await dnsperf(port, PACED));
-        process.stdout.write(`round ${round + 1} ${kind}: ${results[kind].saturating.at(-1)!.qps.toFixed(0)} q/s\n`);
+        process.stdout.write(`round ${round + 1} ${kind}: ${run.qps.toFixed(0)} q/s, ${cpu.totalUs.toFixed(2)} µs CPU/query (load ${os.loadavg()[0]!.toFixed(2)})\n`);
       } finally {
         await stop(child);
       }
@@ -190,6 +216,7 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
+const loadAfter = os.loadavg();
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -198,11 +225,15 @@ const median = (xs: number[]): number => {
 const row = (kind: ServerKind): string => {
   const sat = results[kind].saturating;
   const paced = results[kind].paced;
-  return `| ${kind} | ${median(sat.map((r) => r.qps)).toFixed(0)} | ${median(sat.map((r) => r.avgMs)).toFixed(3)} | ${median(sat.map((r) => r.lostPct)).toFixed(2)} % | ${median(paced.map((r) => r.avgMs)).toFixed(3)} | ${median(paced.map((r) => r.stddevMs)).toFixed(3)} | ${median(paced.map((r) => r.maxMs)).toFixed(3)} |`;
+  const cpu = results[kind].cpu;
+  return `| ${kind} | ${median(sat.map((r) => r.qps)).toFixed(0)} | ${median(cpu.map((c) => c.totalUs)).toFixed(2)} (${median(cpu.map((c) => c.userUs)).toFixed(2)} + ${median(cpu.map((c) => c.sysUs)).toFixed(2)}) | ${median(sat.map((r) => r.avgMs)).toFixed(3)} | ${median(sat.map((r) => r.lostPct)).toFixed(2)} % | ${median(paced.map((r) => r.avgMs)).toFixed(3)} | ${median(paced.map((r) => r.stddevMs)).toFixed(3)} | ${median(paced.map((r) => r.maxMs)).toFixed(3)} |`;
 };
+const cpuPerQuery = (kind: ServerKind): number => median(results[kind].cpu.map((c) => c.totalUs));
+const perRound = (kind: ServerKind): string => results[kind].saturating.map((r, i) => `${r.qps.toFixed(0)} q/s ${results[kind].cpu[i]!.totalUs.toFixed(2)} µs`).join('; ');
 const qps = (kind: ServerKind): number => median(results[kind].saturating.map((r) => r.qps));
 const ratio = qps('shoal') / qps('dnsmasq');
 const echoRatio = qps('shoal') / qps('echo');
+const nocacheRatio = qps('shoal-nocache') / qps('dnsmasq');
 const version = (cmd: string, args: string[]): string => {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   const line = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').find((l) => /[Vv]ersion \d+\.\d+/.test(l)) ?? '?';
@@ -212,18 +243,22 @@ const version = (cmd: string, args: string[]): string => {
 const table = `## Embedded DNS: shoal vs dnsmasq under dnsperf (UDP, loopback)
 
 Same records in both (a vip service with 3 tasks, a dnsrr service with 4), same query mix cycled:
-${queries.map((q) => `\`${q}\``).join(', ')}. Median of ${rounds} rounds of ${seconds} s per server and load.
+${queries.map((q) => `\`${q}\``).join(', ')}. Median of ${rounds} rounds of ${seconds} s per server and load;
+each round runs every server back to back (order reversed every other round).
 
-| server | queries/s (saturating) | avg latency, saturating (ms) | lost | avg latency at 2000 q/s (ms) | stddev at 2000 q/s (ms) | max at 2000 q/s (ms) |
-|---|---|---|---|---|---|---|
-${row('shoal')}
-${row('dnsmasq')}
-${row('echo')}
+| server | queries/s (saturating) | server CPU per query, µs (user + sys) | avg latency, saturating (ms) | lost | avg latency at 2000 q/s (ms) | stddev at 2000 q/s (ms) | max at 2000 q/s (ms) |
+|---|---|---|---|---|---|---|---|
+${KINDS.map(row).join('\n')}
 
-shoal / dnsmasq, saturating queries/s: **${ratio.toFixed(2)}×** (target ≥ 1.0×). shoal / echo: **${echoRatio.toFixed(2)}×**.
-\`echo\` is not a DNS server: node:dgram sending each query straight back (QR set), the most
-queries/s any single-threaded Node 20 server gets on this machine; what separates shoal from
-dnsmasq is what separates echo from dnsmasq (libuv's per-datagram send path, no recvmmsg/sendmmsg).
+shoal / dnsmasq, saturating queries/s: **${ratio.toFixed(2)}×** (target ≥ 1.0×); without the answer cache ${nocacheRatio.toFixed(2)}×. shoal / echo: ${echoRatio.toFixed(2)}×.
+CPU per query, dnsmasq / shoal: **${(cpuPerQuery('dnsmasq') / cpuPerQuery('shoal')).toFixed(2)}×** (without the cache ${(cpuPerQuery('dnsmasq') / cpuPerQuery('shoal-nocache')).toFixed(2)}×; echo ${(cpuPerQuery('dnsmasq') / cpuPerQuery('echo')).toFixed(2)}×).
+\`echo\` is not a DNS server: node:dgram sending each query straight back (QR set), on the same
+send path as shoal's listener — the least CPU per query any server on node:dgram spends here.
+
+Every round (saturating queries/s, server CPU per query):
+${KINDS.map((k) => `- ${k}: ${perRound(k)}`).join('\n')}
+
+Load average (1, 5, 15 min): ${loadBefore.map((l) => l.toFixed(2)).join(', ')} before, ${loadAfter.map((l) => l.toFixed(2)).join(', ')} after (2 cores, shared with other work).
 
 Response codes, last saturating run — shoal: ${results.shoal.saturating.at(-1)?.rcodes ?? '?'}; dnsmasq: ${results.dnsmasq.saturating.at(-1)?.rcodes ?? '?'}.
 

@@ -10,7 +10,7 @@
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { MemoryRecords } from '../src/dns/memory-records.js';
-import { startUdpDnsServer } from '../src/dns/node-udp-server.js';
+import { literalLookup, startUdpDnsServer } from '../src/dns/node-udp-server.js';
 import type { ServiceRecord, TaskRecord } from '../src/dns/records.js';
 import { DnsResolver } from '../src/dns/resolver.js';
 import { RealClock } from '../src/lib/clock.js';
@@ -19,7 +19,8 @@ import { CryptoRng, SeededRng } from '../src/lib/rng.js';
 const [address = '127.0.0.1', port = '19400', file = '', mode = 'dns'] = process.argv.slice(2);
 
 if (mode === 'echo') {
-  const socket = dgram.createSocket('udp4');
+  // The same send path as shoal's listener (its synchronous lookup for IP literals).
+  const socket = dgram.createSocket({ type: 'udp4', lookup: literalLookup });
   socket.on('message', (msg, rinfo) => {
     if (msg.length >= 3) msg[2] = msg[2]! | 0x80;
     socket.send(msg, rinfo.port, rinfo.address);

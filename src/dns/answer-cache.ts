@@ -40,6 +40,12 @@ export interface CachedAnswer {
 }
 
 interface Entry extends CachedAnswer {
+  /** The key, compared in full on every hit (the map is keyed by its hash). */
+  readonly question: Uint8Array;
+  readonly limit: number;
+  readonly bits: number;
+  readonly flags: number;
+  readonly client: string;
   readonly generation: number;
   readonly expires: number;
 }
@@ -47,11 +53,16 @@ interface Entry extends CachedAnswer {
 export const DEFAULT_ANSWER_CACHE_TTL_MS = 250;
 export const DEFAULT_ANSWER_CACHE_ENTRIES = 4096;
 
+/**
+ * Entries are found by a 32-bit hash of the key and then compared in full, so a query costs
+ * no key string: two keys with one hash share a slot and evict each other (a miss, never a
+ * wrong answer).
+ */
 export class AnswerCache {
   readonly #clock: Clock;
   readonly #ttl: number;
   readonly #max: number;
-  readonly #entries = new Map<string, Entry>();
+  readonly #entries = new Map<number, Entry>();
   #hits = 0;
   #misses = 0;
 
@@ -73,15 +84,21 @@ export class AnswerCache {
     return this.#misses;
   }
 
-  /** The entry for `key` built under `generation` and not yet expired, or undefined (a stale one is dropped). */
-  get(key: string, generation: number): CachedAnswer | undefined {
-    const entry = this.#entries.get(key);
-    if (entry === undefined) {
+  /**
+   * The answer for this key built under `generation` and not yet expired, or undefined (a
+   * stale entry is dropped). The key: the question `source[12, questionEnd)` (ASCII case
+   * folded), the response budget `limit`, the view/transport/EDNS/DO `bits`, the echoed query
+   * `flags`, the `client` address.
+   */
+  get(source: Uint8Array, questionEnd: number, limit: number, bits: number, flags: number, client: string, generation: number): CachedAnswer | undefined {
+    const hash = hashKey(source, questionEnd, limit, bits, flags, client);
+    const entry = this.#entries.get(hash);
+    if (entry === undefined || entry.limit !== limit || entry.bits !== bits || entry.flags !== flags || entry.client !== client || !sameFolded(entry.question, source, questionEnd)) {
       this.#misses++;
       return undefined;
     }
     if (entry.generation !== generation || this.#clock.now() >= entry.expires) {
-      this.#entries.delete(key);
+      this.#entries.delete(hash);
       this.#misses++;
       return undefined;
     }
@@ -89,15 +106,18 @@ export class AnswerCache {
     return entry;
   }
 
-  /** Keeps `answer` (the cache owns its bytes from now on). Evicts the oldest entry at the limit. */
-  set(key: string, generation: number, answer: CachedAnswer): void {
+  /** Keeps `answer` under this key (the cache owns its bytes from now on). Evicts the oldest entry at the limit. */
+  set(source: Uint8Array, questionEnd: number, limit: number, bits: number, flags: number, client: string, generation: number, answer: CachedAnswer): void {
     if (this.#ttl === 0) return;
-    this.#entries.delete(key);
+    const hash = hashKey(source, questionEnd, limit, bits, flags, client);
+    this.#entries.delete(hash);
     if (this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next();
       if (!oldest.done) this.#entries.delete(oldest.value);
     }
-    this.#entries.set(key, { ...answer, generation, expires: this.#clock.now() + this.#ttl });
+    const question = new Uint8Array(questionEnd - QUESTION_START);
+    for (let i = 0; i < question.length; i++) question[i] = fold(source[QUESTION_START + i]!);
+    this.#entries.set(hash, { ...answer, question, limit, bits, flags, client, generation, expires: this.#clock.now() + this.#ttl });
   }
 
   clear(): void {
@@ -108,23 +128,26 @@ export class AnswerCache {
 /** One A answer RR written with a pointer owner: pointer, TYPE, CLASS, TTL, RDLENGTH, address. */
 export const POINTER_A_RR_LEN = 16;
 
-/**
- * The cache key for a parsed query: the question bytes [12, questionEnd) with ASCII A–Z
- * folded (RFC 4343), then one code unit each for the budget, the view/transport/EDNS/DO bits
- * and the echoed flags, then the client's address. One string allocation per query.
- */
-export function answerKey(source: Uint8Array, questionEnd: number, limit: number, bits: number, flags: number, client: string): string {
-  const codes = KEY_CODES;
-  const n = questionEnd - 12;
-  codes.length = n + 3 + client.length;
-  for (let i = 0; i < n; i++) {
-    const b = source[12 + i]!;
-    codes[i] = b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
-  }
-  codes[n] = limit & 0xffff;
-  codes[n + 1] = bits & 0xffff;
-  codes[n + 2] = flags & 0xffff;
-  for (let i = 0; i < client.length; i++) codes[n + 3 + i] = client.charCodeAt(i);
-  return String.fromCharCode.apply(null, codes);
+const QUESTION_START = 12;
+
+/** RFC 4343 §3: only ASCII A–Z fold. */
+function fold(b: number): number {
+  return b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
 }
-const KEY_CODES: number[] = [];
+
+function sameFolded(question: Uint8Array, source: Uint8Array, questionEnd: number): boolean {
+  if (question.length !== questionEnd - QUESTION_START) return false;
+  for (let i = 0; i < question.length; i++) if (question[i] !== fold(source[QUESTION_START + i]!)) return false;
+  return true;
+}
+
+/** FNV-1a (32-bit) over the folded question, then the other key parts. */
+export function hashKey(source: Uint8Array, questionEnd: number, limit: number, bits: number, flags: number, client: string): number {
+  let h = 0x811c9dc5;
+  for (let i = QUESTION_START; i < questionEnd; i++) h = Math.imul(h ^ fold(source[i]!), 0x01000193);
+  h = Math.imul(h ^ (limit & 0xffff), 0x01000193);
+  h = Math.imul(h ^ (bits & 0xff), 0x01000193);
+  h = Math.imul(h ^ (flags & 0xffff), 0x01000193);
+  for (let i = 0; i < client.length; i++) h = Math.imul(h ^ client.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}

@@ -145,8 +145,10 @@ const error = (id: number, flags: number, rcode: RcodeValue, reason: string): Qu
  * question name must be uncompressed (nothing precedes it to point at) and within §2.3.4's
  * limits; the additional section may hold at most one OPT RR, with the root as owner
  * (RFC 6891 §6.1.1). Bytes after the last counted RR are ignored.
+ * With `decodeLabels` false the name is checked the same way but `labels` is left empty, for a
+ * caller that may not need them (an answer cache hit); `questionLabels` decodes them later.
  */
-export function parseQuery(bytes: Uint8Array): QueryParse {
+export function parseQuery(bytes: Uint8Array, decodeLabels = true): QueryParse {
   if (bytes.length < 2) return { kind: 'drop', reason: 'short' };
   const id = readU16(bytes, 0);
   // With a third byte we know QR and the opcode; without one, assume a plain query.
@@ -171,7 +173,7 @@ export function parseQuery(bytes: Uint8Array): QueryParse {
     nameLen += len + 1;
     if (nameLen > DNS_MAX_NAME_LEN) return error(id, flags, Rcode.FORMERR, 'question name too long');
     if (offset + 1 + len > bytes.length) return error(id, flags, Rcode.FORMERR, 'question truncated');
-    labels.push(lowerLatin1(bytes, offset + 1, offset + 1 + len));
+    if (decodeLabels) labels.push(lowerLatin1(bytes, offset + 1, offset + 1 + len));
     offset += 1 + len;
   }
   if (offset + 4 > bytes.length) return error(id, flags, Rcode.FORMERR, 'question truncated');
@@ -205,6 +207,20 @@ export function parseQuery(bytes: Uint8Array): QueryParse {
     offset = end;
   }
   return { kind: 'query', query: { id, flags, labels, qtype, qclass, questionEnd, edns } };
+}
+
+/**
+ * The question's labels, lowercased as parseQuery gives them, from a message parseQuery
+ * accepted (its name is already known to be well formed and within the bytes).
+ */
+export function questionLabels(bytes: Uint8Array): string[] {
+  const labels: string[] = [];
+  let offset = DNS_HEADER_LEN;
+  for (let len = bytes[offset] ?? 0; len !== 0 && offset + 1 + len <= bytes.length; len = bytes[offset] ?? 0) {
+    labels.push(lowerLatin1(bytes, offset + 1, offset + 1 + len));
+    offset += 1 + len;
+  }
+  return labels;
 }
 
 /** RFC 4343 §3: only ASCII A–Z fold; other bytes are kept as they are. */

@@ -104,7 +104,7 @@ export async function startUdpDnsServer(options: UdpDnsServerOptions): Promise<U
  * datagrams came from: answers synchronously (dns.lookup answers literals on the next tick).
  * Anything else (never expected) goes to dns.lookup.
  */
-function literalLookup(address: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+export function literalLookup(address: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
   if (parseIpv4(address) !== undefined) callback(null, address, 4);
   else dns.lookup(address, 4, callback);
 }

@@ -20,7 +20,7 @@
  *   appear the moment a service is created.
  */
 import { Counters } from '../lib/counters.js';
-import { AnswerCache, POINTER_A_RR_LEN, answerKey, type AnswerCacheOptions, type CachedAnswer } from './answer-cache.js';
+import { AnswerCache, POINTER_A_RR_LEN, type AnswerCacheOptions, type CachedAnswer } from './answer-cache.js';
 import type { Rng } from '../lib/rng.js';
 import type { DnsForwarding, ForwardResult } from './forwarder.js';
 import {
@@ -35,6 +35,7 @@ import {
   copyBytes,
   headerOnlyResponse,
   parseQuery,
+  questionLabels,
   rcodeOf,
   readU16,
   fitResponse,
@@ -131,6 +132,9 @@ type LocalAnswer =
   | { readonly kind: 'nxdomain' }
   | { readonly kind: 'forward' };
 
+/** Query flags that may shape a response (RD is echoed, RFC 1035 §4.1.1; CD, RFC 4035 §3.2.2): part of an answer cache key. */
+const ECHOED_FLAGS = Flag.RD | Flag.CD;
+
 const NODATA: LocalAnswer = { kind: 'nodata' };
 const NXDOMAIN: LocalAnswer = { kind: 'nxdomain' };
 const FORWARD: LocalAnswer = { kind: 'forward' };
@@ -175,7 +179,8 @@ export class DnsResolver implements DnsHandler {
    */
   handle(query: Uint8Array, client: DnsClient): DnsOutcome {
     this.counters.inc(client.transport === 'tcp' ? 'dns_queries_tcp' : 'dns_queries_udp');
-    const parsed = parseQuery(query);
+    // With a cache, the labels are decoded only on a miss.
+    const parsed = parseQuery(query, this.#cache === undefined);
     switch (parsed.kind) {
       case 'drop':
         this.counters.inc(parsed.reason === 'short' ? 'dns_dropped_short' : 'dns_dropped_response');
@@ -192,7 +197,8 @@ export class DnsResolver implements DnsHandler {
     }
   }
 
-  #answer(query: DnsQuery, source: Uint8Array, client: DnsClient): DnsOutcome {
+  #answer(parsed: DnsQuery, source: Uint8Array, client: DnsClient): DnsOutcome {
+    let query = parsed;
     // RFC 6891 §6.1.3: we speak EDNS version 0 only.
     if (query.edns && query.edns.version > 0) return this.#simple(query, source, client, Rcode.BADVERS);
     if (query.qclass !== RrClass.IN && query.qclass !== RrClass.ANY) return this.#simple(query, source, client, Rcode.REFUSED);
@@ -200,26 +206,27 @@ export class DnsResolver implements DnsHandler {
     if (query.qtype >= RrType.IXFR && query.qtype <= RrType.MAILA) return this.#simple(query, source, client, Rcode.NOTIMP);
 
     const cache = this.#cache;
-    let key = '';
     let generation = 0;
+    let limit = 0;
+    let bits = 0;
     if (cache) {
-      const limit = this.#limit(query, client);
+      limit = this.#limit(query, client);
       // Everything besides the question that shapes the bytes (the view's address form, the
       // OPT RR, the echoed RD and CD bits); the DO bit too, though we sign nothing yet.
-      const bits = (client.view === 'host' ? 1 : 0) | (client.transport === 'tcp' ? 2 : 0) | (query.edns ? 4 : 0) | (query.edns?.dnssecOk ? 8 : 0);
-      key = answerKey(source, query.questionEnd, limit, bits, query.flags & (Flag.RD | Flag.CD), client.address);
+      bits = (client.view === 'host' ? 1 : 0) | (client.transport === 'tcp' ? 2 : 0) | (query.edns ? 4 : 0) | (query.edns?.dnssecOk ? 8 : 0);
       try {
         generation = this.#records.version?.() ?? 0;
       } catch {
         this.counters.inc('dns_records_errors');
         return this.#simple(query, source, client, Rcode.SERVFAIL);
       }
-      const hit = cache.get(key, generation);
+      const hit = cache.get(source, query.questionEnd, limit, bits, query.flags & ECHOED_FLAGS, client.address, generation);
       if (hit) {
         this.counters.inc('dns_answer_cache_hits');
         return { kind: 'response', bytes: this.#fromCache(hit, query, source) };
       }
       this.counters.inc('dns_answer_cache_misses');
+      query = { ...parsed, labels: questionLabels(source) };
     }
 
     let local: LocalAnswer;
@@ -251,7 +258,7 @@ export class DnsResolver implements DnsHandler {
         return never;
       }
     }
-    if (cache) this.#remember(cache, key, generation, local, query, bytes);
+    if (cache) this.#remember(cache, source, limit, bits, client, generation, local, query, bytes);
     return { kind: 'response', bytes };
   }
 
@@ -259,7 +266,7 @@ export class DnsResolver implements DnsHandler {
    * Keeps a local answer's bytes (a copy: the caller owns `bytes`). Truncated answers are not
    * kept: each one should leave out a freshly chosen subset.
    */
-  #remember(cache: AnswerCache, key: string, generation: number, local: LocalAnswer, query: DnsQuery, bytes: Uint8Array): void {
+  #remember(cache: AnswerCache, source: Uint8Array, limit: number, bits: number, client: DnsClient, generation: number, local: LocalAnswer, query: DnsQuery, bytes: Uint8Array): void {
     const flags = readU16(bytes, 2);
     if (flags & Flag.TC) return;
     const answers = readU16(bytes, 6);
@@ -267,7 +274,8 @@ export class DnsResolver implements DnsHandler {
     // as Swarm shuffles every answer. SRV answers keep their order for the TTL: RFC 2782
     // clients choose among equal priorities by weight at random themselves.
     const shuffleA = local.kind === 'a' && answers > 1 && query.questionEnd + answers * POINTER_A_RR_LEN <= bytes.length ? answers : 0;
-    cache.set(key, generation, { bytes: copyBytes(bytes), rcode: rcodeOf(flags), answers, shuffleA, answerOffset: query.questionEnd });
+    const answer = { bytes: copyBytes(bytes), rcode: rcodeOf(flags), answers, shuffleA, answerOffset: query.questionEnd };
+    cache.set(source, query.questionEnd, limit, bits, query.flags & ECHOED_FLAGS, client.address, generation, answer);
   }
 
   /** A cached answer for this asker: its ID, its question's spelling (0x20 case), counted as a fresh one would be. */

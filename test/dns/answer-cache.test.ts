@@ -4,7 +4,7 @@ import type * as dnsPacket from 'dns-packet';
 import { DnsResolver } from '../../src/dns/resolver.js';
 import { MemoryRecords } from '../../src/dns/memory-records.js';
 import type { DnsClient, DnsRecords } from '../../src/dns/records.js';
-import { AnswerCache, answerKey } from '../../src/dns/answer-cache.js';
+import { AnswerCache, hashKey } from '../../src/dns/answer-cache.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import { SeededRng } from '../../src/lib/rng.js';
 import { FUZZ_RUNS } from '../helpers/fuzz.js';
@@ -230,22 +230,60 @@ describe('answer cache: bounded', () => {
   });
 
   it('ttlMs 0 keeps nothing', () => {
-    const clock = new ManualClock();
-    const cache = new AnswerCache({ clock, ttlMs: 0 });
-    cache.set('k', 0, { bytes: new Uint8Array(12), rcode: 0, answers: 0, shuffleA: 0, answerOffset: 12 });
+    const cache = new AnswerCache({ clock: new ManualClock(), ttlMs: 0 });
+    const q = query('web');
+    cache.set(q, q.length, 512, 1, 0x100, '127.0.0.1', 0, { bytes: new Uint8Array(12), rcode: 0, answers: 0, shuffleA: 0, answerOffset: 12 });
     expect(cache.size).toBe(0);
-    expect(cache.get('k', 0)).toBeUndefined();
+    expect(cache.get(q, q.length, 512, 1, 0x100, '127.0.0.1', 0)).toBeUndefined();
   });
 
   it('keys fold ASCII case only and differ by every other input', () => {
-    const q = (name: string): Uint8Array => query(name);
-    const end = (b: Uint8Array): number => b.length;
-    const key = (b: Uint8Array, limit = 512, bits = 1, flags = 0x100, client = '127.0.0.1'): string => answerKey(b, end(b), limit, bits, flags, client);
-    expect(key(q('WEB'))).toBe(key(q('web')));
-    expect(key(q('web'))).not.toBe(key(q('wec')));
-    expect(key(q('web'), 1232)).not.toBe(key(q('web')));
-    expect(key(q('web'), 512, 0)).not.toBe(key(q('web')));
-    expect(key(q('web'), 512, 1, 0)).not.toBe(key(q('web')));
-    expect(key(q('web'), 512, 1, 0x100, '127.0.0.2')).not.toBe(key(q('web')));
+    const cache = new AnswerCache({ clock: new ManualClock() });
+    const answer = { bytes: new Uint8Array(12), rcode: 0, answers: 0, shuffleA: 0, answerOffset: 12 };
+    const web = query('web');
+    cache.set(web, web.length, 512, 1, 0x100, '127.0.0.1', 0, answer);
+    const hit = (q: Uint8Array, limit = 512, bits = 1, flags = 0x100, client = '127.0.0.1', generation = 0): boolean => cache.get(q, q.length, limit, bits, flags, client, generation) !== undefined;
+    expect(hit(query('WEB'))).toBe(true);
+    expect(hit(query('wec'))).toBe(false);
+    expect(hit(query('web', 'AAAA'))).toBe(false);
+    expect(hit(query('w\u00e9b'))).toBe(false);
+    expect(hit(web, 1232)).toBe(false);
+    expect(hit(web, 512, 0)).toBe(false);
+    expect(hit(web, 512, 1, 0)).toBe(false);
+    expect(hit(web, 512, 1, 0x100, '127.0.0.2')).toBe(false);
+    expect(hit(web)).toBe(true);
+    expect(hit(web, 512, 1, 0x100, '127.0.0.1', 1)).toBe(false);
+    // A stale generation drops the entry.
+    expect(hit(web)).toBe(false);
+  });
+
+  it('two keys with one hash never answer for each other', () => {
+    // A real 32-bit collision, found by the birthday bound among 300k one-label questions.
+    const question = (name: string): Uint8Array => {
+      const q = new Uint8Array(12 + 1 + name.length + 1 + 4);
+      q[12] = name.length;
+      for (let i = 0; i < name.length; i++) q[13 + i] = name.charCodeAt(i);
+      q[q.length - 3] = 1; // QTYPE A
+      q[q.length - 1] = 1; // QCLASS IN
+      return q;
+    };
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; i < 300_000 && !pair; i++) {
+      const name = `n${i.toString(36)}`;
+      const q = question(name);
+      const h = hashKey(q, q.length, 512, 1, 0x100, '127.0.0.1');
+      const other = seen.get(h);
+      if (other !== undefined) pair = [other, name];
+      else seen.set(h, name);
+    }
+    expect(pair).toBeDefined();
+    const qa = question(pair![0]);
+    const qb = question(pair![1]);
+    expect(hashKey(qa, qa.length, 512, 1, 0x100, '127.0.0.1')).toBe(hashKey(qb, qb.length, 512, 1, 0x100, '127.0.0.1'));
+    const cache = new AnswerCache({ clock: new ManualClock() });
+    cache.set(qa, qa.length, 512, 1, 0x100, '127.0.0.1', 0, { bytes: new Uint8Array(12), rcode: 0, answers: 0, shuffleA: 0, answerOffset: 12 });
+    expect(cache.get(qb, qb.length, 512, 1, 0x100, '127.0.0.1', 0)).toBeUndefined();
+    expect(cache.get(qa, qa.length, 512, 1, 0x100, '127.0.0.1', 0)).toBeDefined();
   });
 });

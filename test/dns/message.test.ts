@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as dnsPacket from 'dns-packet';
-import { Flag, Rcode, ResponseWriter, fitResponse, parseQuery, questionEnd, sameQuestion, type DnsQuery } from '../../src/dns/message.js';
+import { Flag, Rcode, ResponseWriter, fitResponse, parseQuery, questionEnd, questionLabels, sameQuestion, type DnsQuery } from '../../src/dns/message.js';
 import { hex, toHex } from '../helpers/hex.js';
 import { FUZZ_RUNS } from '../helpers/fuzz.js';
 import { decode, query, rrs, upstreamAnswer } from './fixtures.js';
@@ -77,6 +77,27 @@ describe('parseQuery', () => {
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
         const r = parseQuery(bytes);
         expect(['drop', 'error', 'query']).toContain(r.kind);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it('without label decoding judges every message the same, and questionLabels gives the labels it skipped', () => {
+    const label = fc.uint8Array({ minLength: 1, maxLength: 8 });
+    // Random bytes, and well-formed questions with random label bytes (upper case, 0x80+, dots).
+    const messages = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.tuple(fc.array(label, { maxLength: 5 }), fc.integer({ min: 0, max: 2 })).map(([labels, arcount]) => {
+        const name = labels.flatMap((l) => [l.length, ...l]);
+        return Uint8Array.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, arcount, ...name, 0, 0, 1, 0, 1, ...(arcount > 0 ? [0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0] : [])]);
+      }),
+    );
+    fc.assert(
+      fc.property(messages, (bytes) => {
+        const full = parseQuery(bytes);
+        const lazy = parseQuery(bytes, false);
+        if (full.kind !== 'query' || lazy.kind !== 'query') expect(lazy).toEqual(full);
+        else expect({ ...lazy.query, labels: questionLabels(bytes) }).toEqual(full.query);
       }),
       { numRuns: FUZZ_RUNS },
     );
