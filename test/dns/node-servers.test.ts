@@ -356,6 +356,36 @@ describe('startEmbeddedDns', () => {
     expect(dns.counters()).toMatchObject({ dns_queries_udp: 1, dns_udp_rx: 1, dns_tcp_connections: 0, dns_forward_queries: 0 });
   });
 
+  it('caches answers when the records have version(): hits carry each asker’s ID, a change shows on the next query', async () => {
+    const records = swarmRecords();
+    const dns = await startEmbeddedDns({ records, clock: new ManualClock(), rng: new SeededRng(1), listen: [{ address: HOST, port: 19033 }], upstreams: [] });
+    cleanups.push(() => dns.close());
+    const client = await udpClient();
+    client.send(query('tasks.web', 'A', { id: 1 }), dns.port);
+    const first = decode(await client.next());
+    client.send(query('tasks.web', 'A', { id: 2 }), dns.port);
+    const second = decode(await client.next());
+    expect([first.id, second.id]).toEqual([1, 2]);
+    expect(answersOf(second)).toEqual(answersOf(first));
+    records.setHealthy(WEB1, false);
+    client.send(query('tasks.web', 'A', { id: 3 }), dns.port);
+    expect(answersOf(decode(await client.next()))).toEqual(['127.64.1.11']);
+    expect(dns.counters()).toMatchObject({ dns_answer_cache_hits: 1, dns_answer_cache_misses: 2 });
+  });
+
+  it('keeps no cache over records without version() unless asked', async () => {
+    const records = swarmRecords();
+    const plain = { service: records.service.bind(records), tasks: records.tasks.bind(records), byAddress: records.byAddress.bind(records) };
+    const dns = await startEmbeddedDns({ records: plain, clock: new ManualClock(), rng: new SeededRng(1), listen: [{ address: HOST, port: 19034 }], upstreams: [] });
+    cleanups.push(() => dns.close());
+    const client = await udpClient();
+    for (let id = 1; id <= 2; id++) {
+      client.send(query('web', 'A', { id }), dns.port);
+      expect(decode(await client.next()).id).toBe(id);
+    }
+    expect(dns.counters()).toMatchObject({ dns_answer_cache_hits: 0, dns_answer_cache_misses: 0 });
+  });
+
   it('fails with DnsSocketError when no address binds', async () => {
     const taken = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => taken.bind(19032, HOST, resolve));
