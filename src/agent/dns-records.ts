@@ -44,12 +44,15 @@ export class MeshDnsRecords implements DnsRecords {
   /** Overlay address → rows there (by table key); usually one. */
   readonly #byAddress = new Map<number, Map<string, EndpointRow>>();
   readonly #unsubscribe: () => void;
+  /** Moves on every row or route change: the embedded DNS's answer cache is valid while it stands. */
+  #version = 0;
 
   constructor(table: EndpointTable, options: { readonly skipServices?: readonly string[] } = {}) {
     this.#table = table;
     this.#skip = new Set(options.skipServices ?? [LB_SERVICE]);
     for (const row of table.endpoints()) this.#index(row);
     this.#unsubscribe = table.subscribe((e) => {
+      this.#version++;
       if (e.previous) this.#unindex(e.previous);
       if (e.type === 'removed') this.#unindex(e.row);
       else this.#index(e.row);
@@ -85,6 +88,11 @@ export class MeshDnsRecords implements DnsRecords {
     }
     this.#routes = next;
     this.#vips = vips;
+    this.#version++;
+  }
+
+  version(): number {
+    return this.#version;
   }
 
   close(): void {
