@@ -55,7 +55,7 @@ import { Dispatcher, applyStatusUpdates } from './dispatcher.js';
 import { LogBroker, type LogEntry } from './log-broker.js';
 import { createNetworkIn, ingressNetworkRecord, ingressOf, listNetworksIn, removeNetworkIn, resolveNetworkIn } from './networks.js';
 import type { NodeInfo } from './scheduler.js';
-import { withDefaults } from './service-spec.js';
+import { labelMatches, withDefaults } from './service-spec.js';
 import {
   type TxContext,
   createServiceIn,
@@ -805,13 +805,6 @@ export function resolveNode(nodes: readonly NodeRecord[], ref: string): NodeReco
   if (byPrefix.length === 1) return byPrefix[0]!;
   if (byPrefix.length > 1) throw new InvalidArgumentError(`node ${ref} is ambiguous (${byPrefix.length} matches found)`);
   throw new NotFoundError(`node ${ref} not found`);
-}
-
-function labelMatches(labels: Readonly<Record<string, string>>, filter: string): boolean {
-  const eq = filter.indexOf('=');
-  if (eq < 0) return Object.hasOwn(labels, filter);
-  const key = filter.slice(0, eq);
-  return Object.hasOwn(labels, key) && labels[key] === filter.slice(eq + 1);
 }
 
 function newNodeRecord(id: string, role: NodeRole, self: NodeSelf, index: number, time: string): NodeRecord {
