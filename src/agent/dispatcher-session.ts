@@ -9,6 +9,7 @@
  * Leaving the swarm hands the executor an empty set, which stops every task.
  */
 import type { Logger } from '../lib/logger.js';
+import { INGRESS_SUBNET, INGRESS_VNI } from '../cluster/networks.js';
 import type { AssignmentSet, TaskLogLine, TaskStatusUpdate } from '../cluster/service-types.js';
 import type { DispatcherLink } from './cluster-node.js';
 
@@ -30,7 +31,8 @@ export interface DispatcherSessionOptions {
   readonly logger: Logger;
 }
 
-export const EMPTY_ASSIGNMENTS: AssignmentSet = { Index: -1, Tasks: [], Services: [], Ingress: { Vni: 4096, Subnet: '100.64.0.0/24' } };
+/** What a node outside any swarm runs: nothing (leaving the swarm stops every task). */
+export const EMPTY_ASSIGNMENTS: AssignmentSet = { Index: -1, Tasks: [], Services: [], Ingress: { Vni: INGRESS_VNI, Subnet: INGRESS_SUBNET } };
 
 export class DispatcherSession {
   readonly #o: DispatcherSessionOptions;
