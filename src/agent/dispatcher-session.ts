@@ -102,16 +102,29 @@ export class DispatcherSession {
         nodeId = link.nodeId;
         since = -1;
       }
+      // A poll outstanding when the node leaves the swarm (or rejoins as another node) is
+      // abandoned at once, so the executor hears of it without waiting out the poll.
+      const poll = new AbortController();
+      const stop = (): void => poll.abort();
+      this.#abort.signal.addEventListener('abort', stop, { once: true });
+      const watch = setInterval(() => {
+        if (this.#o.link()?.nodeId !== nodeId) poll.abort();
+      }, RETRY_MS);
+      watch.unref();
       try {
-        const set = await link.waitAssignments(since, POLL_MS, this.#abort.signal);
-        if (set.Index !== since) {
+        const set = await link.waitAssignments(since, POLL_MS, poll.signal);
+        if (set.Index !== since && !poll.signal.aborted) {
           since = set.Index;
           this.#deliver(set);
         }
       } catch (error) {
-        if (this.#abort.signal.aborted) break;
-        this.#o.logger.debug({ reason: (error as Error).message }, 'dispatcher poll failed; retrying');
-        await sleep(RETRY_MS, this.#abort.signal);
+        if (!poll.signal.aborted) {
+          this.#o.logger.debug({ reason: (error as Error).message }, 'dispatcher poll failed; retrying');
+          await sleep(RETRY_MS, this.#abort.signal);
+        }
+      } finally {
+        clearInterval(watch);
+        this.#abort.signal.removeEventListener('abort', stop);
       }
     }
   }
