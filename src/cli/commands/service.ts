@@ -35,8 +35,15 @@ export const processIo: ServiceCliIo = {
   fail: () => void (process.exitCode = 1),
   sleep: (ms) =>
     new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      processIo.interrupt.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      const interrupt = processIo.interrupt;
+      // One listener per sleep, removed when the sleep ends: the progress loop sleeps every 200 ms.
+      const wake = (): void => {
+        clearTimeout(timer);
+        interrupt.removeEventListener('abort', wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      interrupt.addEventListener('abort', wake, { once: true });
     }),
   now: () => Date.now(),
   tty: process.stdout.isTTY === true,
