@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -233,5 +233,40 @@ describeInterop(
       expect(await ok(['service', 'ls', '-q'])).toBe('');
       await pollUntil(async () => httpGet('127.0.0.141', WEB_PORT, '/', 2000).then(() => false, () => true), 20_000, 'the published port to stop answering');
     }, 60_000);
+
+    it('docker stack deploy makes the stack\'s networks and services (a global one included), reachable through the mesh; stack rm removes them all', async () => {
+      const compose = path.join(tmp, 'stack.yml');
+      await writeFile(
+        compose,
+        [
+          'version: "3.8"',
+          'services:',
+          '  web:',
+          '    image: shoal/whoami',
+          '    ports: ["24882:80"]',
+          '    deploy: { replicas: 2, restart_policy: { condition: on-failure } }',
+          '    environment: { FOO: bar }',
+          '    networks: [front]',
+          '  pinger:',
+          '    image: shoal/ping',
+          '    command: ["127.0.0.1"]',
+          '    deploy: { mode: global }',
+          'networks:',
+          '  front: { driver: overlay }',
+          '',
+        ].join('\n'),
+      );
+      const out = await ok(['stack', 'deploy', '-c', compose, 's']);
+      expect(out).toContain('Creating network s_front');
+      expect(out).toContain('Creating service s_web');
+      await pollUntil(async () => (await ok(['stack', 'services', 's', '--format', '{{.Name}} {{.Replicas}}'])).split('\n').sort().join(',') === ',s_pinger 3/3,s_web 2/2', 30_000, 'the stack converged');
+      expect((await ok(['stack', 'ls', '--format', '{{.Name}} {{.Services}}'])).trim()).toBe('s 2');
+      expect((await httpGet('127.0.0.142', 24882, '/', 5000)).body).toMatch(/service: s_web/);
+      const rm = await ok(['stack', 'rm', 's']);
+      expect(rm).toContain('Removing service s_web');
+      expect(rm).toContain('Removing network s_front');
+      expect(await ok(['service', 'ls', '-q'])).toBe('');
+      expect((await ok(['network', 'ls', '--format', '{{.Name}}'])).trim()).toBe('ingress');
+    }, 90_000);
   },
 );
