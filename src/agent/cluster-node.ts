@@ -231,7 +231,12 @@ export class ClusterNode {
       const manager = new Manager({ store, clock: this.#clock, wallClock: () => Date.now(), rng: this.#rng, logger: this.#logger });
       let issued;
       try {
-        issued = await manager.init({ self: this.#self(addrs.advertiseAddr, availability), publicKeyPem: key.publicKeyPem, spec: req['Spec'] });
+        issued = await manager.init({
+          self: this.#self(addrs.advertiseAddr, availability),
+          publicKeyPem: key.publicKeyPem,
+          spec: req['Spec'],
+          addressPool: { pools: req['DefaultAddrPool'], subnetSize: req['SubnetSize'] },
+        });
       } catch (error) {
         manager.close();
         await store.close();

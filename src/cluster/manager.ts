@@ -53,7 +53,7 @@ import { parseNodeSpec, parseSwarmSpecUpdate } from './validate.js';
 import type { AssignmentSet, NetworkRecord, ObjectFilters, ServiceView, TaskLogLine, TaskRecord, TaskStatusUpdate } from './service-types.js';
 import { Dispatcher, applyStatusUpdates } from './dispatcher.js';
 import { LogBroker, type LogEntry } from './log-broker.js';
-import { createNetworkIn, ingressNetworkRecord, ingressOf, listNetworksIn, removeNetworkIn, resolveNetworkIn } from './networks.js';
+import { createNetworkIn, ingressNetworkRecord, parseAddressPool, ingressOf, listNetworksIn, removeNetworkIn, resolveNetworkIn } from './networks.js';
 import type { NodeInfo } from './scheduler.js';
 import { labelMatches, withDefaults } from './service-spec.js';
 import {
@@ -113,6 +113,8 @@ export interface InitOptions {
   readonly publicKeyPem: string;
   /** Spec fields from InitRequest; zero values mean "default". */
   readonly spec?: unknown;
+  /** InitRequest's DefaultAddrPool and SubnetSize (networks.ts parseAddressPool). */
+  readonly addressPool?: { readonly pools?: unknown; readonly subnetSize?: unknown };
 }
 
 export interface IssuedCertificate {
@@ -254,6 +256,7 @@ export class Manager {
     const update = parseSwarmSpecUpdate(options.spec ?? {}, DEFAULT_SWARM_SPEC);
     if (!update.ok) throw new InvalidArgumentError(update.error);
     const spec = update.value;
+    const addressPool = parseAddressPool(options.addressPool?.pools, options.addressPool?.subnetSize);
     const now = this.#wall();
     const clusterId = newObjectId(this.#rng);
     const nodeId = newObjectId(this.#rng);
@@ -269,8 +272,8 @@ export class Manager {
         Spec: spec,
         JoinTokens: { Worker: generateJoinToken(ca.certPem, this.#rng), Manager: generateJoinToken(ca.certPem, this.#rng) },
         RootCA: { CertPem: ca.certPem, KeyPem: ca.keyPem },
-        DefaultAddrPool: ['100.64.0.0/10'],
-        SubnetSize: 24,
+        DefaultAddrPool: [addressPool.pool],
+        SubnetSize: addressPool.subnetSize,
         DataPathPort: 4789,
         LeaderID: nodeId,
       };

@@ -79,6 +79,29 @@ function networkRecord(
 }
 
 /** The `ingress` network `swarm init` creates: the agents' built-in overlay, as a record. */
+/**
+ * The swarm's address pool from InitRequest (`swarm init --default-addr-pool P
+ * --default-addr-pool-mask-length N`): overlay networks are carved from P in /N blocks.
+ * shoal takes one pool, inside 100.64.0.0/10 (the host-side mirrors map exactly that range onto
+ * 127.64.0.0/10, ARCHITECTURE.md), and N from the pool's own length to /28. Absent or empty
+ * values mean the defaults. Throws InvalidArgumentError naming the field.
+ */
+export function parseAddressPool(pools: unknown, subnetSize: unknown): { pool: string; subnetSize: number } {
+  const list = pools === undefined || pools === null ? [] : pools;
+  if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw new InvalidArgumentError('DefaultAddrPool must be a list of subnets');
+  if (list.length > 1) throw new InvalidArgumentError('shoal takes one default address pool, not several');
+  const pool = parseSubnet((list[0] as string | undefined) ?? DEFAULT_POOL);
+  const range = parseSubnet(DEFAULT_POOL);
+  if (pool.prefixLen < range.prefixLen || !subnetContains(range, pool.base)) {
+    throw new InvalidArgumentError(`DefaultAddrPool ${formatSubnet(pool)} must lie inside ${DEFAULT_POOL}: the host-side mirrors 127.64.0.0/10 map exactly that range`);
+  }
+  const size = subnetSize === undefined || subnetSize === null || subnetSize === 0 ? DEFAULT_SUBNET_PREFIX : subnetSize;
+  if (typeof size !== 'number' || !Number.isInteger(size) || size < pool.prefixLen || size > 28) {
+    throw new InvalidArgumentError(`SubnetSize must be an integer from ${pool.prefixLen} (the pool's length) to 28`);
+  }
+  return { pool: formatSubnet(pool), subnetSize: size };
+}
+
 export function ingressNetworkRecord(id: string, created: string): NetworkRecord {
   const subnet = parseSubnet(INGRESS_SUBNET);
   return networkRecord(

@@ -122,6 +122,16 @@ describe('Manager services', () => {
     expect(status('web')).toEqual({ RunningTasks: 3, DesiredTasks: 3, CompletedTasks: 0 });
     expect(manager.getService(ID, { insertDefaults: false }).UpdateStatus ?? null).toBeNull();
   });
+  it('carves created networks from the pool and size given at init', async () => {
+    const other = new Manager({ store: new MemoryStore(), clock, wallClock: () => WALL + clock.now(), rng: new SeededRng(12) });
+    await other.init({ self: self('lead', 1), publicKeyPem: key.publicKeyPem, addressPool: { pools: ['100.80.0.0/12'], subnetSize: 26 } });
+    expect(other.swarm()).toMatchObject({ DefaultAddrPool: ['100.80.0.0/12'], SubnetSize: 26 });
+    await other.createNetwork({ Name: 'net1', Driver: 'overlay' });
+    expect(other.getNetwork('net1').IPAM.Config[0]?.Subnet).toBe('100.80.0.0/26');
+    await expect(other.createNetwork({ Name: 'net2', Driver: 'overlay', IPAM: { Config: [{ Subnet: '100.64.8.0/24' }] } })).rejects.toThrow(/outside the overlay address pool 100\.80\.0\.0\/12/);
+    other.close();
+  });
+
   it('keeps the leader ready while its own agent long-polls in process (it sends no heartbeats, and was counted down with \'heartbeat failure\')', async () => {
     await manager.createService(web({ Mode: { Replicated: { Replicas: 3 } } }));
     await manager.settled();

@@ -10,6 +10,7 @@ import {
   ingressOf,
   listNetworksIn,
   networkVni,
+  parseAddressPool,
   removeNetworkIn,
   resolveNetworkIn,
 } from '../../src/cluster/networks.js';
@@ -353,5 +354,30 @@ describe('allocateTaskAddressIn and allocateVipIn', () => {
     const reserved = new Set<number>();
     for (let i = 0; i < 127; i++) allocateTaskAddressIn(tx, ingress, reserved);
     expect(() => allocateTaskAddressIn(tx, ingress, reserved)).toThrow('network ingress has no free address');
+  });
+});
+
+describe('parseAddressPool (swarm init --default-addr-pool, --default-addr-pool-mask-length)', () => {
+  it.each([
+    [undefined, undefined, { pool: '100.64.0.0/10', subnetSize: 24 }],
+    [[], 0, { pool: '100.64.0.0/10', subnetSize: 24 }],
+    [['100.80.0.0/12'], 26, { pool: '100.80.0.0/12', subnetSize: 26 }],
+    [['100.64.0.0/16'], 16, { pool: '100.64.0.0/16', subnetSize: 16 }],
+  ])('%j /%j → %j', (pools, size, want) => {
+    expect(parseAddressPool(pools, size)).toEqual(want);
+  });
+
+  it.each([
+    [['10.0.0.0/8'], 24, /must lie inside 100\.64\.0\.0\/10/],
+    [['100.0.0.0/8'], 24, /must lie inside/],
+    [['100.80.0.0/12', '100.96.0.0/12'], 24, /one default address pool/],
+    [['100.80.0.5/12'], 24, /not a network address/],
+    [['100.80.0.0/12'], 8, /SubnetSize must be an integer from 12/],
+    [['100.80.0.0/12'], 30, /to 28/],
+    ['100.80.0.0/12', 24, /list of subnets/],
+    [['100.80.0.0/12'], '24', /SubnetSize/],
+  ])('refuses %j /%j', (pools, size, message) => {
+    expect(() => parseAddressPool(pools, size)).toThrow(InvalidArgumentError);
+    expect(() => parseAddressPool(pools, size)).toThrow(message);
   });
 });
