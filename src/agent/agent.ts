@@ -156,6 +156,10 @@ export class Agent {
           logMemberEvent(logger, event);
           meshDelegate.notifyEvent(event);
           liveness.notifyEvent(event);
+          // A member back from the dead sent its rows while we still ignored it (the table's
+          // rule for dead owners): fetch its state again now that it counts, rather than
+          // waiting up to a push/pull period (30 s) during which nobody could answer it.
+          if ((event.type === 'join' || event.type === 'alive') && event.member.name !== s.nodeName) void gossip.pushPullWith(event.member.address);
         },
       },
     });

@@ -348,29 +348,30 @@ export class Memberlist {
    * `timeoutMs`, with how many members answered; never rejects.
    */
   pushPullAll(timeoutMs: number): Promise<number> {
-    if (this.#shutdown) return Promise.resolve(0);
-    const peers = this.#state.nodes.filter((n) => n.name !== this.name && !isDeadOrLeft(n));
+    const peers = this.#shutdown ? [] : this.#state.nodes.filter((n) => n.name !== this.name && !isDeadOrLeft(n));
+    return Promise.all(peers.map((n) => this.pushPullWith({ host: n.host, port: n.port }, timeoutMs))).then((answers) => answers.filter(Boolean).length);
+  }
+
+  /**
+   * One push/pull with the member at `address` over TCP: ours to it, its whole state to us.
+   * The agent calls it when a member joins or comes back alive, because news from a member
+   * it had declared dead is ignored until then (the endpoint table's rule), so the rows that
+   * member sent while rejoining are fetched again. Resolves true when it answered within about
+   * `timeoutMs`; never rejects.
+   */
+  pushPullWith(address: GossipAddress, timeoutMs = this.config.tcpTimeoutMs): Promise<boolean> {
+    if (this.#shutdown) return Promise.resolve(false);
     return new Promise((resolve) => {
-      let pending = peers.length;
-      let answered = 0;
-      let done = false;
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        if (timer) this.#cancel(timer);
-        resolve(answered);
+      let settled = false;
+      // Armed before the push/pull starts, so a synchronous failure finds it set.
+      const timer = this.#after(timeoutMs, () => finish(false));
+      const finish = (ok: boolean): void => {
+        if (settled) return;
+        settled = true;
+        this.#cancel(timer);
+        resolve(ok);
       };
-      const timer = pending > 0 ? this.#after(timeoutMs, finish) : undefined;
-      if (pending === 0) finish();
-      for (const n of peers) {
-        let settled = false;
-        this.#pushPullNode({ host: n.host, port: n.port }, false, (error) => {
-          if (settled) return;
-          settled = true;
-          if (!error) answered++;
-          if (--pending === 0) finish();
-        });
-      }
+      this.#pushPullNode(address, false, (error) => finish(!error));
     });
   }
 
