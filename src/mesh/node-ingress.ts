@@ -14,7 +14,7 @@ import type { Clock } from '../lib/clock.js';
 import { type Logger, silentLogger } from '../lib/logger.js';
 import { openLocalUdpUpstream } from './node-upstream.js';
 import type { MeshRouter, PublishedPort, Upstream } from './router.js';
-import { type UdpEndpoints, type UdpUpstream, UdpFlowTable } from './udp-flows.js';
+import { type PendingUdpFlow, type UdpEndpoints, type UdpUpstream, UdpFlowTable, attachUpstream, forwardOnFlow } from './udp-flows.js';
 
 export interface IngressOptions {
   /** The address to listen on (an agent on 127.0.0.2 listens there; 0.0.0.0 for every interface). */
@@ -51,11 +51,8 @@ interface UdpListener {
   readonly flows: UdpFlowTable<UdpFlow>;
 }
 
-interface UdpFlow {
-  upstream: UdpUpstream | undefined;
-  readonly pending: Uint8Array[];
+interface UdpFlow extends PendingUdpFlow {
   readonly key: string;
-  closed: boolean;
 }
 
 type Listener = TcpListener | UdpListener;
@@ -175,9 +172,7 @@ export class IngressListeners {
     const clientKey = `${rinfo.address}:${rinfo.port}`;
     const existing = l.flows.get(clientKey);
     if (existing) {
-      if (existing.upstream) existing.upstream.send(msg);
-      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(msg);
-      else l.flows.counters.inc('mesh_udp_dropped_queue_full');
+      if (!forwardOnFlow(existing, msg, this.#o.maxPendingDatagrams ?? 16)) l.flows.counters.inc('mesh_udp_dropped_queue_full');
       return;
     }
     if (l.flows.full) {
@@ -211,20 +206,12 @@ export class IngressListeners {
     });
     const open = upstream.local || !endpoints ? (this.#o.openUdpUpstream ?? openLocalUdpUpstream) : (u: Upstream) => endpoints.open(u);
     open(upstream).then(
-      (u) => {
-        if (flow.closed) {
-          u.close();
-          return;
-        }
-        flow.upstream = u;
-        u.onMessage((answer) => {
-          if (flow.closed) return;
-          l.flows.get(clientKey);
+      (u) =>
+        attachUpstream(flow, u, (answer) => {
+          l.flows.touch(clientKey);
           l.flows.counters.inc('mesh_udp_tx_datagrams');
           l.socket.send(answer, rinfo.port, rinfo.address);
-        });
-        for (const d of flow.pending.splice(0)) u.send(d);
-      },
+        }),
       () => {
         // A local socket that cannot be opened is the endpoint's failure; no free overlay port is ours.
         if (upstream.local) router.balancer.reportFailure(upstream.key);

@@ -27,6 +27,41 @@ export interface UdpUpstream {
   close(): void;
 }
 
+/**
+ * One client's flow to an upstream UDP socket, as the ingress (node-ingress.ts) and the owner
+ * side (udp-task-listeners.ts) both keep it: datagrams queue (bounded) until the socket opens.
+ */
+export interface PendingUdpFlow {
+  upstream: UdpUpstream | undefined;
+  readonly pending: Uint8Array[];
+  closed: boolean;
+}
+
+/** Sends `data` on the flow's open socket, or queues it while the socket opens; false when the queue is full (the caller counts the drop). */
+export function forwardOnFlow(flow: PendingUdpFlow, data: Uint8Array, maxPending: number): boolean {
+  if (flow.upstream) flow.upstream.send(data);
+  else if (flow.pending.length < maxPending) flow.pending.push(data);
+  else return false;
+  return true;
+}
+
+/**
+ * The flow's socket has opened: it becomes the flow's upstream, the queued datagrams go out, and
+ * every answer goes to `onAnswer` while the flow lives. A flow that ended while the socket was
+ * opening closes it instead.
+ */
+export function attachUpstream(flow: PendingUdpFlow, u: UdpUpstream, onAnswer: (answer: Uint8Array) => void): void {
+  if (flow.closed) {
+    u.close();
+    return;
+  }
+  flow.upstream = u;
+  u.onMessage((answer) => {
+    if (!flow.closed) onAnswer(answer);
+  });
+  for (const d of flow.pending.splice(0)) u.send(d);
+}
+
 export const UDP_FLOW_COUNTERS = [
   'mesh_udp_rx_datagrams',
   'mesh_udp_tx_datagrams',
@@ -86,6 +121,12 @@ export class UdpFlowTable<T> {
     if (!f) return undefined;
     f.lastSeen = this.#clock.now();
     return f.value;
+  }
+
+  /** Marks the flow as active now (an answer went back to its client), postponing its idle expiry. */
+  touch(key: string): void {
+    const f = this.#flows.get(key);
+    if (f) f.lastSeen = this.#clock.now();
   }
 
   /** Adds a flow; false (and counted) when the table is full. `onExpire` runs when it idles out or the table closes. */

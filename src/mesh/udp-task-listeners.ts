@@ -29,7 +29,7 @@ import type { EndpointRow } from './endpoint-codec.js';
 import { rowKey } from './endpoint-codec.js';
 import type { EndpointTable } from './endpoint-table.js';
 import { type Upstream, isRoutable } from './router.js';
-import { DEFAULT_MAX_OVERLAY_DATAGRAM, type OverlayUdp, type OverlayUdpSocket, type UdpUpstream, UdpFlowTable } from './udp-flows.js';
+import { DEFAULT_MAX_OVERLAY_DATAGRAM, type OverlayUdp, type OverlayUdpSocket, type PendingUdpFlow, type UdpUpstream, UdpFlowTable, attachUpstream, forwardOnFlow } from './udp-flows.js';
 
 export const UDP_TASK_COUNTERS = [
   /** Datagrams from overlay peers relayed toward a task. */
@@ -98,17 +98,11 @@ interface Binding {
   readonly tasks: Set<string>;
 }
 
-interface PeerFlow {
-  upstream: UdpUpstream | undefined;
-  readonly pending: Uint8Array[];
-  closed: boolean;
-}
-
 export class UdpTaskListeners {
   readonly #o: UdpTaskListenersOptions;
   readonly #log: Logger;
   readonly #counters = new Counters<UdpTaskCounter>(UDP_TASK_COUNTERS);
-  readonly #flows: UdpFlowTable<PeerFlow>;
+  readonly #flows: UdpFlowTable<PendingUdpFlow>;
   readonly #tasks = new Map<string, Task>();
   readonly #bindings = new Map<number, Binding>();
   /** Ports held by someone else when their tasks came, with the task keys waiting for them. */
@@ -266,12 +260,10 @@ export class UdpTaskListeners {
     const flowKey = `${task.key}\u0000${port}\u0000${from.address}:${from.port}`;
     const existing = this.#flows.get(flowKey);
     if (existing) {
-      if (existing.upstream) existing.upstream.send(bytes);
-      else if (existing.pending.length < (this.#o.maxPendingDatagrams ?? 16)) existing.pending.push(bytes);
-      else this.#counters.inc('mesh_udp_task_dropped_queue_full');
+      if (!forwardOnFlow(existing, bytes, this.#o.maxPendingDatagrams ?? 16)) this.#counters.inc('mesh_udp_task_dropped_queue_full');
       return;
     }
-    const flow: PeerFlow = { upstream: undefined, pending: [bytes], closed: false };
+    const flow: PendingUdpFlow = { upstream: undefined, pending: [bytes], closed: false };
     if (
       !this.#flows.add(flowKey, flow, () => {
         flow.closed = true;
@@ -284,24 +276,16 @@ export class UdpTaskListeners {
     const row = task.row;
     const upstream: Upstream = { key: task.key, local: true, row, host: formatIpv4Address(row.hostAddress), port: hostPort };
     this.#o.openLocal(upstream).then(
-      (u) => {
-        if (flow.closed) {
-          u.close();
-          return;
-        }
-        flow.upstream = u;
-        u.onMessage((answer) => {
-          if (flow.closed) return;
-          this.#flows.get(flowKey);
+      (u) =>
+        attachUpstream(flow, u, (answer) => {
+          this.#flows.touch(flowKey);
           if (answer.length > (this.#o.maxDatagramBytes ?? DEFAULT_MAX_OVERLAY_DATAGRAM)) {
             this.#counters.inc('mesh_udp_task_dropped_too_big');
             return;
           }
           this.#counters.inc('mesh_udp_task_tx_datagrams');
           b.socket.send(answer, from, row.overlayAddress);
-        });
-        for (const d of flow.pending.splice(0)) u.send(d);
-      },
+        }),
       (error: unknown) => {
         this.#counters.inc('mesh_udp_task_dropped_open_fail');
         this.#log.debug({ err: error, task: task.key }, 'Cannot open a UDP socket to a local task');
